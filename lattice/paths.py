@@ -23,7 +23,9 @@ def cache_dir() -> Path:
 def keys_dir() -> Path:
     """Generated nkey seeds (``$LATTICE_KEYS_DIR``); created with mode 0700."""
     override = os.environ.get("LATTICE_KEYS_DIR")
-    return Path(override) if override else _xdg("XDG_DATA_HOME", ".local/share") / "lattice" / "keys"
+    if override:
+        return Path(override)
+    return _xdg("XDG_DATA_HOME", ".local/share") / "lattice" / "keys"
 
 
 def state_dir() -> Path:

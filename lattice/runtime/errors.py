@@ -1,0 +1,33 @@
+"""Errors raised by the actor runtime, as plain data the caller can report or route on."""
+
+from __future__ import annotations
+
+
+class ActorLoadError(Exception):
+    """The module cannot become a running actor (not wasm, bad claims, missing exports…).
+
+    The message says what is wrong and what to do about it.
+    """
+
+
+class HostCallError(Exception):
+    """Raised by a host-call handler to fail one ``__host_call``.
+
+    Its text is what the guest reads through ``__host_error``; the guest decides what to do next.
+    """
+
+
+class GuestCallError(Exception):
+    """One guest call failed. ``kind`` says why, so callers can map it (e.g. timeout → 503):
+
+    * ``guest``   the actor returned failure (its own error text is the message)
+    * ``trap``    the actor trapped (the instance is discarded)
+    * ``timeout`` the call ran past its deadline (the instance is discarded)
+    * ``memory``  the actor trapped at its memory limit (the instance is discarded)
+    * ``abi``     the actor broke the wasmbus ABI, e.g. a pointer outside its memory
+    * ``busy``    no instance became free before the deadline
+    """
+
+    def __init__(self, message: str, kind: str = "guest") -> None:
+        super().__init__(message)
+        self.kind = kind
