@@ -142,7 +142,10 @@ def _identify(wasm: bytes, allow_unsigned: bool, name: str | None) -> ActorIdent
         claims = _claims_anyway(wasm)
         log.warning("running an unverified module (development mode)",
                     extra={"actor_name": label, "reason": str(exc)})
-    module_hash = claims_mod.module_hash(wasm)
+    try:
+        module_hash = claims_mod.module_hash(wasm)
+    except WasmFormatError as exc:
+        raise ActorLoadError(f"{label}: {exc}") from None
     if claims is None:
         # A stable pseudo-identity, so the same unsigned module keeps one key across runs.
         seed = hashlib.sha256(b"lattice-unsigned:" + module_hash.encode()).digest()

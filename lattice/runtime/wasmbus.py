@@ -33,7 +33,6 @@ IMPORT_MODULES = ("wasmbus", "wapc")
 # Start functions, in the order they run, each at most once per instance (WIRE.md §1.3).
 START_FUNCTIONS = ("_start", "wapc_init", "start")
 
-_I32 = ValType.i32()
 _MASK32 = 0xFFFFFFFF
 
 # (binding, namespace, operation, payload) -> result bytes; raises HostCallError to fail.
@@ -56,6 +55,7 @@ class CallState:
     host_response: bytes | None = None
     host_error: bytes | None = None
     host_calls: int = field(default=0)
+    deadline_hit: bool = False  # a host call gave up on the deadline: the call has timed out
 
 
 _current = threading.local()
@@ -144,16 +144,17 @@ def _console_log(caller: wasmtime.Caller, ptr: int, length: int) -> None:
     guest_log.info(text, extra={"actor": inst.label, "source": "console_log"})
 
 
-_IMPORTS: dict[str, tuple[FuncType, Callable[..., object]]] = {
-    "__guest_request": (FuncType([_I32, _I32], []), _guest_request),
-    "__guest_response": (FuncType([_I32, _I32], []), _guest_response),
-    "__guest_error": (FuncType([_I32, _I32], []), _guest_error),
-    "__host_call": (FuncType([_I32] * 8, [_I32]), _host_call),
-    "__host_response_len": (FuncType([], [_I32]), _host_response_len),
-    "__host_response": (FuncType([_I32], []), _host_response),
-    "__host_error_len": (FuncType([], [_I32]), _host_error_len),
-    "__host_error": (FuncType([_I32], []), _host_error),
-    "__console_log": (FuncType([_I32, _I32], []), _console_log),
+# name -> (parameter count, has an i32 result, implementation); every value is an i32.
+_IMPORTS: dict[str, tuple[int, bool, Callable[..., object]]] = {
+    "__guest_request": (2, False, _guest_request),
+    "__guest_response": (2, False, _guest_response),
+    "__guest_error": (2, False, _guest_error),
+    "__host_call": (8, True, _host_call),
+    "__host_response_len": (0, True, _host_response_len),
+    "__host_response": (1, False, _host_response),
+    "__host_error_len": (0, True, _host_error_len),
+    "__host_error": (1, False, _host_error),
+    "__console_log": (2, False, _console_log),
 }
 
 
@@ -162,7 +163,9 @@ def build_linker(engine: wasmtime.Engine) -> wasmtime.Linker:
     linker = wasmtime.Linker(engine)
     linker.define_wasi()
     for module in IMPORT_MODULES:
-        for name, (ty, fn) in _IMPORTS.items():
+        for name, (params, returns, fn) in _IMPORTS.items():
+            # FuncTypes are made per linker: wasmtime binds a type to the first engine using it.
+            ty = FuncType([ValType.i32()] * params, [ValType.i32()] if returns else [])
             linker.define_func(module, name, ty, fn, access_caller=True)
     return linker
 
@@ -263,6 +266,7 @@ class WasmbusInstance:
         assert self.state is not None
         remaining = self.state.deadline - time.monotonic()
         if remaining <= 0:
+            self.state.deadline_hit = True
             raise HostCallError("deadline exceeded before the host call could start")
         future = asyncio.run_coroutine_threadsafe(
             self._host_call(binding, namespace, operation, payload), self._loop)
@@ -270,6 +274,7 @@ class WasmbusInstance:
             return future.result(timeout=remaining)
         except concurrent.futures.TimeoutError:
             future.cancel()
+            self.state.deadline_hit = True
             raise HostCallError(f"deadline exceeded waiting for {namespace} {operation}") from None
         except concurrent.futures.CancelledError:
             raise HostCallError(f"host call to {namespace} {operation} was cancelled") from None
@@ -301,6 +306,12 @@ class WasmbusInstance:
             self._stdout.flush()
             self._stderr.flush()
         state, self.state = self.state, None
+        if state.deadline_hit:
+            # Whatever the guest made of its failed host call, the caller's deadline has passed;
+            # report it as a timeout (e.g. HTTP 503, not 500) and start the next call afresh.
+            self.poisoned = True
+            raise GuestCallError(f"{operation} did not finish within its {timeout:g} s deadline "
+                                 "(a host call was still waiting)", "timeout")
         if rc == 1:
             return state.response or b""
         if state.error is not None:
