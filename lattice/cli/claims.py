@@ -165,10 +165,18 @@ def stored_key(stem: str, role: KeyRole) -> tuple[KeyPair, str]:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     # Write next to the target and rename, so a failure never leaves a half-written module.
+    # mkstemp creates 0600; give the module the mode it had, or what the umask allows.
     try:
+        if path.exists():
+            mode = path.stat().st_mode & 0o777
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except OSError as exc:
         raise CliError(f"cannot write {path}: {exc.strerror}") from exc
