@@ -26,6 +26,16 @@ def shared_dir() -> Path:
     return path
 
 
+@pytest.fixture
+def nats_server(tmp_path_factory: pytest.TempPathFactory):
+    """A fresh nats-server with JetStream on a free loopback port, stopped after the test."""
+    from lattice.natsd import NatsServer
+
+    server = NatsServer(tmp_path_factory.mktemp("nats")).start()
+    yield server
+    server.kill()
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     return shared_dir()

@@ -1,14 +1,17 @@
-"""A bounded pool of warm instances of one actor.
+"""A bounded, resizable pool of warm instances of one actor.
 
 Each in-flight guest call holds one *slot*; an instance is created only while holding a slot, so
 an actor never has more than ``size`` instances. Healthy instances go back to the idle list;
 an instance that trapped, timed out or broke the ABI is closed and replaced lazily, because
 wasmbus promises no state across calls (WIRE.md §1.8) and a broken store must not serve again.
+
+All bookkeeping happens on the event loop thread, so plain counters need no locks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -27,43 +30,73 @@ class InstancePool:
         self.size = size
         self._factory = factory
         self._executor = executor
-        self._slots = asyncio.Semaphore(size)
+        self._in_use = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._idle: list[WasmbusInstance] = []
         self._closed = False
         self.created = 0  # instances ever created (observable for tests and benches)
 
+    @property
+    def in_use(self) -> int:
+        return self._in_use
+
     async def warm(self) -> None:
         """Create one instance now, so load-time problems surface at load and the first call
         is warm."""
-        async with self._slots:
-            self._idle.append(await self._create())
+        self._idle.append(await self._create())
 
     async def acquire(self, timeout: float) -> WasmbusInstance:
         if self._closed:
             raise GuestCallError("the actor has been stopped", "busy")
-        try:
-            if self._slots.locked():  # only pay for a timer when we really have to wait
-                await asyncio.wait_for(self._slots.acquire(), timeout)
-            else:
-                await self._slots.acquire()
-        except TimeoutError:
-            raise GuestCallError(f"all {self.size} instances of the actor stayed busy for "
-                                 f"{timeout:g} s; scale it up or lower the load", "busy") from None
+        if self._in_use < self.size:
+            self._in_use += 1
+        else:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, timeout)  # release() hands its slot over
+            except TimeoutError:
+                if not (waiter.done() and not waiter.cancelled()):
+                    raise GuestCallError(
+                        f"all {self.size} instances of the actor stayed busy for {timeout:g} s; "
+                        "scale it up or lower the load", "busy") from None
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
         if self._idle:
             return self._idle.pop()
         try:
             return await self._create()
         except BaseException:
-            self._slots.release()
+            self._in_use -= 1
+            self._wake()
             raise
 
     def release(self, inst: WasmbusInstance) -> None:
         """Return ``inst`` after a call (called on the event loop thread)."""
-        if inst.poisoned or self._closed:
-            inst.close()
+        self._in_use -= 1
+        if inst.poisoned or self._closed or len(self._idle) + self._in_use >= self.size:
+            inst.close()  # broken, stopped, or the pool shrank meanwhile
         else:
             self._idle.append(inst)
-        self._slots.release()
+        self._wake()
+
+    def resize(self, size: int) -> None:
+        """Allow ``size`` concurrent calls; extra idle instances are closed at once and busy
+        ones when they come back."""
+        if size < 1:
+            raise ValueError("an actor needs at least one instance")
+        self.size = size
+        while self._idle and len(self._idle) + self._in_use > size:
+            self._idle.pop().close()
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self._in_use < self.size:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._in_use += 1
+                waiter.set_result(None)
 
     async def _create(self) -> WasmbusInstance:
         loop = asyncio.get_running_loop()
@@ -76,3 +109,7 @@ class InstancePool:
         for inst in self._idle:
             inst.close()
         self._idle.clear()
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(GuestCallError("the actor has been stopped", "busy"))
+        self._waiters.clear()

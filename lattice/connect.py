@@ -1,0 +1,130 @@
+"""Connecting to NATS the way every Lattice process does: creds, JWT + seed, TLS, reconnects.
+
+Credentials are signed with our own nkeys (lattice.keys) rather than nats-py's optional nkeys
+dependency, so a ``.creds`` file or a JWT + user seed works out of the box.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+import nats
+from nats.aio.client import Client
+
+from lattice.keys import KeyPair, KeyRole, NKeyError
+
+log = logging.getLogger("lattice.nats")
+
+DEFAULT_URL = "nats://127.0.0.1:4222"
+
+
+class NatsConnectError(ConnectionError):
+    """NATS could not be reached or refused us; the message says what to do next."""
+
+
+@dataclass(frozen=True)
+class NatsOptions:
+    url: str = DEFAULT_URL            # one URL or several, comma-separated
+    creds: str | None = None          # path of a .creds file (JWT + user seed)
+    jwt: str | None = None            # user JWT ...
+    seed: str | None = None           # ... and its user seed (SU…)
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    js_domain: str | None = None      # JetStream domain for lattice state across leaf nodes
+
+    @property
+    def servers(self) -> list[str]:
+        urls = [u.strip() for u in self.url.split(",") if u.strip()]
+        return [u if "://" in u else f"nats://{u}" for u in urls]
+
+
+_CREDS_BLOCK = re.compile(r"-----BEGIN [^\n]*?-----\s*(.+?)\s*------END", re.S)
+
+
+def read_creds(path: str) -> tuple[str, str]:
+    """(jwt, seed) from a NATS ``.creds`` file."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise NatsConnectError(f"cannot read NATS credentials {path}: {exc.strerror}") from None
+    blocks = _CREDS_BLOCK.findall(text)
+    if len(blocks) < 2:
+        raise NatsConnectError(f"{path} is not a NATS .creds file (expected a JWT block and a "
+                               "seed block)")
+    return blocks[0].strip(), blocks[1].strip()
+
+
+def _auth_callbacks(opts: NatsOptions) -> dict[str, object]:
+    if opts.creds:
+        jwt, seed = read_creds(opts.creds)
+    elif opts.jwt or opts.seed:
+        if not (opts.jwt and opts.seed):
+            raise NatsConnectError("NATS JWT authentication needs both the user JWT and its seed")
+        jwt, seed = opts.jwt, opts.seed
+    else:
+        return {}
+    try:
+        user = KeyPair.from_seed(seed, KeyRole.USER)
+    except NKeyError as exc:
+        raise NatsConnectError(f"the NATS user seed is invalid: {exc}") from None
+
+    def jwt_cb() -> bytearray:
+        return bytearray(jwt.encode())
+
+    def sig_cb(nonce: str) -> bytes:
+        import base64
+
+        return base64.urlsafe_b64encode(user.sign(nonce.encode())).rstrip(b"=")
+
+    return {"user_jwt_cb": jwt_cb, "signature_cb": sig_cb}
+
+
+def _tls(opts: NatsOptions) -> ssl.SSLContext | None:
+    if not (opts.tls_ca or opts.tls_cert):
+        return None
+    ctx = ssl.create_default_context(cafile=opts.tls_ca)
+    if opts.tls_cert:
+        ctx.load_cert_chain(opts.tls_cert, opts.tls_key)
+    return ctx
+
+
+async def connect(opts: NatsOptions, *, name: str, connect_timeout: float = 2.0,
+                  initial_attempts: int = 3) -> Client:
+    """Connect, retrying a few times; once connected, reconnect forever."""
+
+    holder: list[Client] = []
+
+    async def on_disconnect() -> None:
+        if holder and (holder[0].is_closed or holder[0].is_draining):
+            return  # our own close(), not an outage
+        log.warning("disconnected from NATS", extra={"connection": name})
+
+    async def on_reconnect() -> None:
+        log.info("reconnected to NATS", extra={"connection": name})
+
+    async def on_error(exc: Exception) -> None:
+        log.debug("NATS client error", extra={"connection": name, "error": str(exc)})
+
+    try:
+        # nats-py applies max_reconnect_attempts to the first connect too, and -1 would retry
+        # an unreachable URL forever: connect with a bound, then reconnect without one.
+        nc = await nats.connect(
+            servers=opts.servers, name=name, connect_timeout=connect_timeout,
+            max_reconnect_attempts=initial_attempts, reconnect_time_wait=0.5,
+            allow_reconnect=True, tls=_tls(opts),
+            disconnected_cb=on_disconnect, reconnected_cb=on_reconnect, error_cb=on_error,
+            **_auth_callbacks(opts))
+        nc.options["max_reconnect_attempts"] = -1
+        holder.append(nc)
+        return nc
+    except NatsConnectError:
+        raise
+    except Exception as exc:  # nats-py raises several types for "could not connect"
+        raise NatsConnectError(
+            f"cannot connect to NATS at {opts.url}: {exc or type(exc).__name__}. Start a lattice "
+            "with `lattice up`, or point --nats-url at a running NATS server") from None

