@@ -57,6 +57,24 @@ def _hermetic_dirs(tmp_path_factory: pytest.TempPathFactory):
             os.environ[key] = value
 
 
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """CLI tests run lattice.cli.main(), which configures logging for a whole process (root
+    handler on the then-current stderr, logger levels); undo that after every test."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    levels = {name: logging.getLogger(name).level
+              for name in list(logging.root.manager.loggerDict) if name.startswith("lattice")}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("lattice"):
+            logging.getLogger(name).setLevel(levels.get(name, logging.NOTSET))
+
+
 _skipped_services: list[str] = []
 
 

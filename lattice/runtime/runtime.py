@@ -99,7 +99,8 @@ class Runtime:
             return InstancePool(factory, max_instances or self.config.max_instances,
                                 self._executor)
 
-        actor = Actor(identity, pool_for, self._executor, timeout)
+        pure = not any(imp.name == "__host_call" for imp in module.imports)
+        actor = Actor(identity, pool_for, self._executor, timeout, pure=pure)
         try:
             await actor.pool.warm()
         except GuestCallError as exc:

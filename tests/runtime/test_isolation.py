@@ -244,3 +244,21 @@ async def test_concurrent_echo_calls_do_not_mix_up_payloads(make_runtime, vector
         body = msgpack.unpackb(out)["body"]
         assert f'"path":"/{i}"'.encode() in body
         assert body.startswith(b'{"body":[' + b",".join([b"%d" % i] * i) + b"]")
+
+
+async def test_pure_actors_run_inline_until_a_call_is_too_slow(make_runtime):
+    # An actor without __host_call cannot call back into the event loop, so small calls run on
+    # it directly; one call past the inline budget moves the actor to worker threads for good.
+    runtime = make_runtime(call_timeout=1.0)
+    echo = await runtime.load(signed("echo"))
+    forward = await runtime.load(signed("forward"))
+    looper = await runtime.load(signed("loop"))
+    assert echo.inline and looper.inline
+    assert not forward.inline  # it imports __host_call
+    started = time.monotonic()
+    with pytest.raises(GuestCallError) as err:
+        await looper.call("Loop", b"")
+    assert err.value.kind == "timeout"
+    assert time.monotonic() - started >= 0.9  # re-run on a worker with the rest of the deadline
+    assert not looper.inline
+    assert await looper.call("Ping", b"") == b"pong"
