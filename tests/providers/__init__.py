@@ -1,0 +1,1 @@
+"""Provider SDK, supervisor and kvmem tests (real NATS)."""
