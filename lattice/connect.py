@@ -93,6 +93,17 @@ def _tls(opts: NatsOptions) -> ssl.SSLContext | None:
     return ctx
 
 
+async def settle(nc: Client) -> None:
+    """Return once the server has processed every SUB this client sent so far.
+
+    nats-py writes a flush's PING straight to the socket, ahead of commands still queued (such
+    as a just-made SUB), so one flush can complete before the server knows the subscription.
+    The first flush pushes the queue out; the second PING necessarily follows it.
+    """
+    await nc.flush()
+    await nc.flush()
+
+
 async def connect(opts: NatsOptions, *, name: str, connect_timeout: float = 2.0,
                   initial_attempts: int = 3) -> Client:
     """Connect, retrying a few times; once connected, reconnect forever."""
@@ -107,7 +118,10 @@ async def connect(opts: NatsOptions, *, name: str, connect_timeout: float = 2.0,
     async def on_reconnect() -> None:
         log.info("reconnected to NATS", extra={"connection": name})
 
+    last_error: list[Exception] = []
+
     async def on_error(exc: Exception) -> None:
+        last_error[:] = [exc]
         log.debug("NATS client error", extra={"connection": name, "error": str(exc)})
 
     try:
@@ -125,6 +139,11 @@ async def connect(opts: NatsOptions, *, name: str, connect_timeout: float = 2.0,
     except NatsConnectError:
         raise
     except Exception as exc:  # nats-py raises several types for "could not connect"
+        cause = last_error[0] if last_error else None
+        if cause is not None and "authorization" in str(cause).lower():
+            raise NatsConnectError(
+                f"NATS at {opts.url} refused our credentials ({cause}): pass the right "
+                "--nats-creds, or --nats-jwt and --nats-seed") from None
         raise NatsConnectError(
             f"cannot connect to NATS at {opts.url}: {exc or type(exc).__name__}. Start a lattice "
             "with `lattice up`, or point --nats-url at a running NATS server") from None

@@ -125,6 +125,9 @@ class NatsServer:
     def start(self, timeout: float = 10.0) -> NatsServer:
         if self.process and self.process.poll() is None:
             return self
+        if port_open(self.host, self.port):
+            raise NatsServerError(f"port {self.port} on {self.host} is already in use: another "
+                                  "NATS server (or other program) listens there")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(self.render_config())
         log_file = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
@@ -140,7 +143,7 @@ class NatsServer:
             if self.process.poll() is not None:
                 raise NatsServerError(f"nats-server exited with status {self.process.returncode}; "
                                       f"see {self.log_path}:\n{self._log_tail()}")
-            if port_open(self.host, self.port):
+            if port_open(self.host, self.port) and self.process.poll() is None:
                 log.info("nats-server started", extra={"url": self.url, "pid": self.process.pid})
                 return self
             time.sleep(0.02)

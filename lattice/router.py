@@ -39,11 +39,11 @@ def is_actor_key(text: str) -> bool:
 class Router:
     """Resolves host calls for the actors of one host; usable as their ``host_call`` handler."""
 
-    def __init__(self, lattice: str, links: LinkTable, *, enforce_builtin_caps: bool = True,
+    def __init__(self, lattice: str, links: LinkTable | None, *, enforce_builtin_caps: bool = True,
                  providers: ProviderTransport | None = None,
                  remote_actors: ActorTransport | None = None) -> None:
         self.lattice = lattice
-        self.links = links
+        self.links = links if links is not None else LinkTable()
         self.enforce_builtin_caps = enforce_builtin_caps
         self.providers = providers
         self.remote_actors = remote_actors
@@ -66,6 +66,15 @@ class Router:
             del self._local[actor.key]
         if actor.call_alias and self._aliases.get(actor.call_alias) == actor.key:
             del self._aliases[actor.call_alias]
+
+    def note_alias(self, alias: str, key: str) -> None:
+        """A call alias claimed anywhere in the lattice (from the CLAIMS_ entries)."""
+        if len(alias) > 1:  # OTP ignores one-character aliases
+            self._aliases.setdefault(alias, key)
+
+    def forget_alias_of(self, key: str) -> None:
+        for alias in [a for a, k in self._aliases.items() if k == key]:
+            del self._aliases[alias]
 
     def alias_table(self) -> dict[str, str]:
         return dict(self._aliases)

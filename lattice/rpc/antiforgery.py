@@ -57,9 +57,9 @@ def validate(inv: Invocation, issuers: Collection[str], *, now: float | None = N
         raise AntiForgeryError(f"invalid invocation token: {exc}") from None
     claims = token.claims
     iss, sub = claims.get("iss"), claims.get("sub")
-    if token.header.get("alg") != "Ed25519" or token.header.get("typ", "").lower() != "jwt":
+    if token.header.get("alg") != "Ed25519" or token.header.get("typ") != "jwt":
         raise AntiForgeryError("invalid invocation token header")
-    if not iss or not sub:
+    if not (isinstance(iss, str) and iss and isinstance(sub, str) and sub):
         raise AntiForgeryError("invocation token lacks an issuer or subject")
     try:
         verifier = _verifier(iss)

@@ -50,6 +50,14 @@ class ChunkStore:
         store = await self._get_store()
         await store.put(name, data)
 
+    async def discard(self, name: str) -> None:
+        """Delete ``name`` if it is there; failures only leave garbage behind."""
+        try:
+            store = await self._get_store()
+            await store.delete(name)
+        except Exception as exc:
+            log.debug("could not delete chunk object", extra={"object": name, "error": str(exc)})
+
     async def take(self, name: str, expected: int | None = None) -> bytes:
         """Read the object ``name`` and delete it."""
         store = await self._get_store()

@@ -84,13 +84,20 @@ class RpcClient:
         try:
             reply = await self.nc.request(subject, inv.encode(), timeout=wait)
         except NoRespondersError:
+            await self._discard_chunks(inv)
             raise RpcError(self._nobody(target, label), "no-responders") from None
         except (TimeoutError, NatsTimeoutError):
+            await self._discard_chunks(inv)
             raise RpcError(f"{describe(target, label)} did not answer {operation} within "
                            f"{wait:g} s in lattice {self.lattice}: it may be overloaded or stuck; "
                            "check its host's log, or allow more time with --timeout",
                            "timeout") from None
         return await self._result(inv, reply.data, target, label)
+
+    async def _discard_chunks(self, inv: Invocation) -> None:
+        """Nobody read the chunked request: delete it rather than leave it in the bucket."""
+        if inv.chunked:
+            await self.chunks.discard(inv.id)
 
     async def _result(self, inv: Invocation, data: bytes, target: Entity,
                       label: str | None) -> bytes:
@@ -135,6 +142,9 @@ async def accept(data: bytes, *, issuers: Collection[str], chunks: ChunkStore) -
         validate(inv, issuers)
     except AntiForgeryError as exc:
         raise Rejected(f"Anti-forgery check failed: {exc}") from None
+    except Exception as exc:  # malformed claims of any shape: refuse, never crash the server
+        log.debug("unvalidatable invocation", extra={"error": repr(exc)})
+        raise Rejected("Anti-forgery check failed: malformed invocation token") from None
     return inv
 
 

@@ -112,7 +112,7 @@ class Invocation:
                 host_id=_text(doc.get("host_id")),
                 content_length=length if isinstance(length, int) else len(msg),
                 trace_context=_str_map(doc.get("traceContext")))
-        except (TypeError, UnicodeDecodeError) as exc:
+        except (TypeError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
             raise EnvelopeError(f"malformed Invocation: {exc}") from None
 
 
@@ -145,7 +145,7 @@ class InvocationResponse:
                        error=None if error is None else _text(error),
                        content_length=length if isinstance(length, int) else None,
                        trace_context=_str_map(doc.get("traceContext")))
-        except (TypeError, UnicodeDecodeError) as exc:
+        except (TypeError, ValueError) as exc:
             raise EnvelopeError(f"malformed InvocationResponse: {exc}") from None
 
 

@@ -1,0 +1,33 @@
+"""Everything a host is configured with (WIRE.md §6.1), as one plain data class."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lattice.connect import NatsOptions
+from lattice.rpc.subjects import CTL_PREFIX
+from lattice.runtime import RuntimeConfig
+
+
+@dataclass
+class HostConfig:
+    nats: NatsOptions = field(default_factory=NatsOptions)
+    lattice: str = "default"
+    host_seed: str | None = None            # SN…; generated per start when absent
+    cluster_seed: str | None = None         # SC…; generated when absent (then only it is trusted)
+    cluster_issuers: list[str] = field(default_factory=list)  # C… keys trusted besides our own
+    labels: dict[str, str] = field(default_factory=dict)
+    allow_unsigned: bool = False            # development only
+    allow_file_load: bool = True            # start actors/providers from local paths
+    rpc_timeout: float = 2.0                # seconds, per invocation (per link: rpc_timeout_ms)
+    ctl_prefix: str = CTL_PREFIX
+    js_domain: str | None = None
+    heartbeat_interval: float = 30.0
+    enforce_builtin_caps: bool = True
+    rpc_events: bool = True                 # publish invocation_succeeded/failed
+    provider_health_interval: float = 30.0
+    provider_health_first: float = 1.0
+    shutdown_grace: float = 10.0            # seconds to let in-flight calls finish on stop
+    state_dir: Path | None = None           # provider cache etc.; default lattice.paths
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
