@@ -1,0 +1,121 @@
+"""``lattice host``: run a lattice host in the foreground until SIGINT/SIGTERM or a ctl stop."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from typing import TYPE_CHECKING
+
+from lattice.cli._common import CliError, add_lattice_options, check_lattice_arg, parse_pairs
+from lattice.connect import NatsConnectError, NatsOptions
+from lattice.keys import KeyPair, KeyRole, NKeyError, is_public_key
+
+if TYPE_CHECKING:
+    from lattice.host import HostConfig
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "host", help="run a lattice host in the foreground",
+        description="Join a lattice and run actors and providers for it until interrupted "
+        "(Ctrl-C, SIGTERM) or stopped through the control interface.",
+        epilog="`lattice up` starts NATS and a host in one go; use `lattice host` to add hosts "
+        "(e.g. with labels) to a running lattice. To call actors with `lattice call`, hosts and "
+        "CLI must share a cluster seed: pass the same --cluster-seed (or "
+        "$LATTICE_CLUSTER_SEED) to both.")
+    add_lattice_options(p, timeout=None, json_flag=False)
+    auth = p.add_argument_group("NATS authentication and TLS")
+    auth.add_argument("--nats-jwt", default=os.environ.get("LATTICE_NATS_JWT"), metavar="JWT",
+                      help="NATS user JWT (with --nats-seed)")
+    auth.add_argument("--nats-seed", default=os.environ.get("LATTICE_NATS_SEED"), metavar="SEED",
+                      help="NATS user seed SU… (with --nats-jwt)")
+    auth.add_argument("--tls-ca", metavar="FILE", help="CA certificate to verify NATS with")
+    auth.add_argument("--tls-cert", metavar="FILE", help="client certificate for NATS")
+    auth.add_argument("--tls-key", metavar="FILE", help="client key for NATS")
+    ident = p.add_argument_group("identity and trust")
+    ident.add_argument("--host-seed", default=os.environ.get("LATTICE_HOST_SEED"), metavar="SN…",
+                       help="host seed; its public key is the host id (default: "
+                       "$LATTICE_HOST_SEED, else a new one per start)")
+    ident.add_argument("--cluster-seed", default=os.environ.get("LATTICE_CLUSTER_SEED"),
+                       metavar="SC…", help="cluster seed that signs this host's invocations "
+                       "(default: $LATTICE_CLUSTER_SEED, else a new one per start)")
+    ident.add_argument("--cluster-issuer", action="append", default=None, metavar="C…",
+                       help="also trust invocations signed by this cluster key (repeatable; "
+                       "default: $LATTICE_CLUSTER_ISSUERS, comma-separated)")
+    ident.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                       help="host label, used by auction constraints (repeatable)")
+    ident.add_argument("--allow-unsigned", action="store_true",
+                       help="DEVELOPMENT ONLY: run unsigned, expired or tampered actor modules")
+    tune = p.add_argument_group("tuning")
+    tune.add_argument("--rpc-timeout", type=float, default=2.0, metavar="SECONDS",
+                      help="deadline of each outbound invocation (default: 2)")
+    tune.add_argument("--js-domain", default=os.environ.get("LATTICE_JS_DOMAIN"),
+                      metavar="DOMAIN", help="JetStream domain of the lattice state")
+    tune.add_argument("--heartbeat", type=float, default=30.0, metavar="SECONDS",
+                      help="heartbeat interval (default: 30)")
+    p.set_defaults(handler=run)
+
+
+def host_config(args: argparse.Namespace) -> HostConfig:
+    """The HostConfig for the parsed arguments; bad seeds and keys are CliErrors."""
+    from lattice.host import HostConfig  # the host (wasmtime & co) loads only when needed
+
+    check_lattice_arg(args)
+    _check_seed(args.host_seed, KeyRole.SERVER, "--host-seed", "SN")
+    _check_seed(args.cluster_seed, KeyRole.CLUSTER, "--cluster-seed", "SC")
+    issuers = args.cluster_issuer
+    if issuers is None:
+        issuers = [i.strip() for i in os.environ.get("LATTICE_CLUSTER_ISSUERS", "").split(",")
+                   if i.strip()]
+    for issuer in issuers:
+        if not is_public_key(issuer, KeyRole.CLUSTER):
+            raise CliError(f"--cluster-issuer {issuer!r} is not a cluster public key (C…)")
+    if (args.nats_jwt is None) != (args.nats_seed is None):
+        raise CliError("--nats-jwt and --nats-seed go together: give both (or a --nats-creds "
+                       "file)")
+    if args.tls_key and not args.tls_cert:
+        raise CliError("--tls-key needs --tls-cert")
+    for option, value in (("--rpc-timeout", args.rpc_timeout), ("--heartbeat", args.heartbeat)):
+        if value <= 0:
+            raise CliError(f"{option} must be a positive number of seconds")
+    nats = NatsOptions(url=args.nats_url, creds=args.nats_creds, jwt=args.nats_jwt,
+                       seed=args.nats_seed, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
+                       tls_key=args.tls_key, js_domain=args.js_domain)
+    return HostConfig(nats=nats, lattice=args.lattice, host_seed=args.host_seed,
+                      cluster_seed=args.cluster_seed, cluster_issuers=issuers,
+                      labels=parse_pairs(args.label, "--label"),
+                      allow_unsigned=args.allow_unsigned, rpc_timeout=args.rpc_timeout,
+                      js_domain=args.js_domain, heartbeat_interval=args.heartbeat)
+
+
+def _check_seed(seed: str | None, role: KeyRole, option: str, prefix: str) -> None:
+    if seed is None:
+        return
+    try:
+        KeyPair.from_seed(seed, role)
+    except NKeyError as exc:
+        raise CliError(f"{option} must be a {role.name.lower()} seed ({prefix}…): {exc}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    config = host_config(args)
+    return asyncio.run(_serve(config))
+
+
+async def _serve(config: HostConfig) -> int:
+    from lattice.host import Host
+
+    host = Host(config)
+    try:
+        await host.start()
+    except NatsConnectError as exc:
+        raise CliError(str(exc)) from None
+    print(f"Host {host.host_id} ({host.friendly_name}) is running\n"
+          f"  lattice      {host.lattice}\n"
+          f"  NATS         {config.nats.url}\n"
+          f"  cluster key  {host.cluster_key.public_key}\n"
+          "Press Ctrl-C to stop it.", flush=True)
+    await host.run_until_stopped()
+    print(f"Host {host.host_id} stopped", flush=True)
+    return 0

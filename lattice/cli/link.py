@@ -1,0 +1,80 @@
+"""``lattice link put|del``: bind an actor to a provider for one contract (WIRE.md §4).
+
+ACTOR and PROVIDER may be public keys or the ``name`` in their claims (the lattice's claims
+are looked up through the control interface); ``lattice get links`` lists the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from lattice.cli._common import (
+    add_lattice_options,
+    ctl_session,
+    emit,
+    parse_pairs,
+    resolve_claim,
+    run_async,
+)
+from lattice.keys import KeyRole, is_public_key
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("link", help="add or remove link definitions")
+    action = p.add_subparsers(dest="link_command", metavar="ACTION", required=True)
+
+    put = action.add_parser(
+        "put", help="link an actor to a provider for a contract",
+        description="Link an actor to a provider: the actor's calls on CONTRACT (with the link "
+        "name) go to PROVIDER, which receives the KEY=VALUE settings for this actor.",
+        epilog="example: lattice link put echo keyvalue-nats wasmcloud:keyvalue BUCKET=demo")
+    put.add_argument("actor", metavar="ACTOR", help="actor public key (M…) or claims name")
+    put.add_argument("provider", metavar="PROVIDER",
+                     help="provider public key (V…) or claims name")
+    put.add_argument("contract", metavar="CONTRACT", help="contract id, e.g. wasmcloud:keyvalue")
+    put.add_argument("values", nargs="*", metavar="KEY=VALUE",
+                     help="settings the provider gets for this actor")
+    put.add_argument("--link-name", default="default", metavar="NAME",
+                     help="link name (default: default)")
+    add_lattice_options(put)
+    put.set_defaults(handler=lambda a: run_async(_put(a)))
+
+    rm = action.add_parser("del", help="remove the link of an actor for a contract")
+    rm.add_argument("actor", metavar="ACTOR", help="actor public key (M…) or claims name")
+    rm.add_argument("contract", metavar="CONTRACT", help="contract id, e.g. wasmcloud:keyvalue")
+    rm.add_argument("--link-name", default="default", metavar="NAME",
+                    help="link name (default: default)")
+    add_lattice_options(rm)
+    rm.set_defaults(handler=lambda a: run_async(_del(a)))
+
+
+async def _put(args: argparse.Namespace) -> int:
+    values = parse_pairs(args.values, "KEY=VALUE")
+    async with ctl_session(args) as ctl:
+        claims = [] if _both_keys(args.actor, args.provider) else await ctl.get_claims()
+        actor = resolve_claim(claims, args.actor, "actor")
+        provider = resolve_claim(claims, args.provider, "provider")
+        await ctl.put_link(actor, provider, args.contract, args.link_name, values)
+    emit({"accepted": True, "actor_id": actor, "provider_id": provider,
+          "contract_id": args.contract, "link_name": args.link_name, "values": values},
+         args.json,
+         f"Linked actor {actor} to provider {provider} for {args.contract} "
+         f"(link name {args.link_name})")
+    return 0
+
+
+async def _del(args: argparse.Namespace) -> int:
+    async with ctl_session(args) as ctl:
+        claims = [] if _both_keys(args.actor) else await ctl.get_claims()
+        actor = resolve_claim(claims, args.actor, "actor")
+        await ctl.del_link(actor, args.contract, args.link_name)
+    emit({"accepted": True, "actor_id": actor, "contract_id": args.contract,
+          "link_name": args.link_name}, args.json,
+         f"Removed the link of actor {actor} for {args.contract} (link name {args.link_name})")
+    return 0
+
+
+def _both_keys(actor: str, provider: str | None = None) -> bool:
+    """Skip the claims lookup when keys were given (works even before anything started)."""
+    return is_public_key(actor, KeyRole.MODULE) and (
+        provider is None or is_public_key(provider, KeyRole.SERVICE))
