@@ -20,7 +20,8 @@ _COMMANDS = ["up", "host", "get", "actor", "link", "call", "claims", "keys"]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lattice",
-        description="Run wasmCloud-compatible WebAssembly actors and manage their keys and claims.",
+        description="Run a lattice of wasmCloud-compatible WebAssembly actors and capability "
+        "providers over NATS, and manage their keys and claims.",
     )
     parser.add_argument("--version", action="version", version=f"lattice {__version__}")
     parser.add_argument(
