@@ -30,6 +30,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from lattice.connect import settle
+from lattice.links import LinkDefinition
 from lattice.rpc import subjects
 
 log = logging.getLogger("lattice.ctl")
@@ -164,23 +165,6 @@ class HostInventory:
                  link_name: str | None = None) -> ProviderDescription | None:
         return next((p for p in self.providers if p.id == provider_id
                      and (link_name is None or p.link_name == link_name)), None)
-
-
-@dataclass
-class LinkDefinition:
-    actor_id: str
-    provider_id: str
-    contract_id: str
-    link_name: str = "default"
-    values: dict[str, str] = field(default_factory=dict)
-    id: str = ""
-
-    @classmethod
-    def from_wire(cls, doc: Mapping[str, Any]) -> LinkDefinition:
-        return cls(actor_id=_s(doc.get("actor_id")), provider_id=_s(doc.get("provider_id")),
-                   contract_id=_s(doc.get("contract_id")),
-                   link_name=_s(doc.get("link_name")) or "default",
-                   values=_str_map(doc.get("values")), id=_s(doc.get("id")))
 
 
 @dataclass

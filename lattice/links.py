@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 def link_id(actor_id: str, contract_id: str, link_name: str) -> str:
@@ -22,6 +24,17 @@ class LinkDefinition:
     @property
     def id(self) -> str:
         return link_id(self.actor_id, self.contract_id, self.link_name)
+
+    @classmethod
+    def from_wire(cls, doc: Mapping[str, Any]) -> LinkDefinition:
+        """From the JSON/msgpack map every peer writes; a missing ``id`` is fine (it is derived)
+        and a missing link name means ``default``."""
+        values = doc.get("values") or {}
+        return cls(actor_id=str(doc.get("actor_id") or ""),
+                   provider_id=str(doc.get("provider_id") or ""),
+                   contract_id=str(doc.get("contract_id") or ""),
+                   link_name=str(doc.get("link_name") or "default"),
+                   values={str(k): str(v) for k, v in values.items() if v is not None})
 
     def to_wire(self) -> dict[str, object]:
         """The msgpack/JSON map providers and the KV bucket use (snake_case keys)."""

@@ -77,22 +77,12 @@ def _str(doc: dict[str, Any], key: str, default: str = "") -> str:
 
 
 def link_from_wire(doc: Any) -> LinkDefinition:
-    """A LinkDefinition from its msgpack/JSON map (missing keys default to "" as in wasmbus-rpc)."""
+    """A LinkDefinition from a linkdefs.put/del or HostData map, refusing non-maps."""
     if not isinstance(doc, dict):
         raise ValueError(f"a link definition must be a map, got {type(doc).__name__}")
-
-    def text(key: str) -> str:
-        value = doc.get(key)
-        if isinstance(value, bytes):
-            return value.decode()
-        return "" if value is None else str(value)
-
-    values = doc.get("values") or {}
-    if not isinstance(values, dict):
+    if not isinstance(doc.get("values") or {}, dict):
         raise ValueError("link definition 'values' must be a map of strings")
-    return LinkDefinition(actor_id=text("actor_id"), provider_id=text("provider_id"),
-                          contract_id=text("contract_id"), link_name=text("link_name"),
-                          values={str(k): "" if v is None else str(v) for k, v in values.items()})
+    return LinkDefinition.from_wire(doc)
 
 
 @dataclass

@@ -35,13 +35,7 @@ ClaimsHook = Callable[[str, dict[str, str] | None], Awaitable[None]]
 
 
 def link_from_json(raw: bytes) -> LinkDefinition:
-    doc = json.loads(raw)
-    values = doc.get("values") or {}
-    return LinkDefinition(actor_id=str(doc.get("actor_id", "")),
-                          provider_id=str(doc.get("provider_id", "")),
-                          contract_id=str(doc.get("contract_id", "")),
-                          link_name=str(doc.get("link_name") or "default"),
-                          values={str(k): str(v) for k, v in values.items()})
+    return LinkDefinition.from_wire(json.loads(raw))
 
 
 class LatticeStore:

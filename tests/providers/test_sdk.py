@@ -109,7 +109,8 @@ def test_bad_host_data_is_refused_clearly(line: bytes) -> None:
 
 def test_link_from_wire_defaults_missing_keys() -> None:
     link = link_from_wire({"actor_id": "M", "values": {"k": "v"}})
-    assert (link.provider_id, link.contract_id, link.link_name) == ("", "", "")
+    # a missing link name means "default", as everywhere in the lattice
+    assert (link.provider_id, link.contract_id, link.link_name) == ("", "", "default")
     assert link.values == {"k": "v"}
 
 
