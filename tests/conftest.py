@@ -36,6 +36,89 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory):
     server.kill()
 
 
+@pytest.fixture
+async def lattice(nats_server, tmp_path):
+    """A test lattice on a fresh nats-server (see tests/harness.py); hosts stop afterwards."""
+    from tests.harness import Lattice, TapProvider
+
+    TapProvider.calls.clear()
+    lat = Lattice(nats_server, tmp_path)
+    await lat.connect()
+    yield lat
+    await lat.close()
+
+
+def _service_or_skip(ok: bool, what: str) -> None:
+    if not ok:
+        pytest.skip(f"{what} is not reachable (CI starts it; see .ci/run)")
+
+
+@pytest.fixture
+def redis_url():
+    """A real Redis (127.0.0.1:6379 or $LATTICE_TEST_REDIS), database 15 flushed per test."""
+    import redis
+
+    base = os.environ.get("LATTICE_TEST_REDIS", "redis://127.0.0.1:6379")
+    url = f"{base.rstrip('/')}/15"
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    except redis.exceptions.ConnectionError:
+        _service_or_skip(False, f"Redis at {base}")
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+async def postgres_dsn():
+    """A fresh PostgreSQL database (trust auth on 127.0.0.1:5432 or $LATTICE_TEST_POSTGRES),
+    dropped after the test."""
+    import uuid
+
+    import asyncpg
+
+    base = os.environ.get("LATTICE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+    name = f"lattice_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = await asyncpg.connect(f"{base}/postgres", timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        _service_or_skip(False, f"PostgreSQL at {base} ({exc})")
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"{base}/{name}"
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory):
+    """moto's S3 server mode on a free loopback port (a real HTTP S3 endpoint, not a mock of
+    boto); yields its URL. Credentials: any, e.g. AWS_ACCESS_KEY_ID=test."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    from lattice.natsd import free_port, port_open
+
+    port = free_port()
+    exe = shutil.which("moto_server")
+    argv = ([exe] if exe else [sys.executable, "-m", "moto.server"]) + [
+        "-H", "127.0.0.1", "-p", str(port)]
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 20
+    while not port_open("127.0.0.1", port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            _service_or_skip(False, "moto's S3 server")
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)
+    log.close()
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     return shared_dir()

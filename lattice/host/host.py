@@ -33,6 +33,7 @@ from lattice.host.store import LatticeStore
 from lattice.keys import KeyPair, KeyRole
 from lattice.links import LinkDefinition
 from lattice.paths import state_dir
+from lattice.provider import Provider
 from lattice.router import Router
 from lattice.rpc import ChunkStore, Entity, RpcClient, RpcError, subjects
 from lattice.runtime import Actor, HostCallError, Runtime
@@ -184,11 +185,13 @@ class Host:
 
     async def start_provider(self, ref: str, link_name: str = "default", *,
                              config_json: str = "", annotations: dict[str, str] | None = None,
-                             embedded: bool = False, contract_id: str | None = None) -> None:
+                             embedded: bool = False, contract_id: str | None = None,
+                             provider_cls: type[Provider] | None = None) -> None:
+        """Start a provider (``provider_cls``: embed that class, named ``ref``)."""
         try:
             info = await self.providers.start(ref, link_name, config_json=config_json,
                                               annotations=annotations, embedded=embedded,
-                                              contract_id=contract_id)
+                                              contract_id=contract_id, provider_cls=provider_cls)
         except ProviderStartError:
             return  # the supervisor published provider_start_failed with the reason
         if info.claims:

@@ -53,7 +53,7 @@ log = logging.getLogger("lattice.providers")
 STARTING, RUNNING, UNHEALTHY, RESTARTING, STOPPED = (
     "starting", "running", "unhealthy", "restarting", "stopped")
 
-_PACKAGE_REF = re.compile(r"(?:providers\.)?([A-Za-z_][A-Za-z0-9_]*)")
+_PACKAGE_REF = re.compile(r"(?:providers\.)?([A-Za-z_][A-Za-z0-9_-]*)")
 _PR_SET_PDEATHSIG = 1
 _OUTPUT_LIMIT = 1 << 20  # longest provider log line we read in one piece
 # LogRecord attributes a forwarded JSON log line must not overwrite.
@@ -269,11 +269,20 @@ class ProviderSupervisor:
 
     async def start(self, ref: str, link_name: str = "default", *, config_json: str = "",
                     annotations: dict[str, str] | None = None, embedded: bool = False,
-                    contract_id: str | None = None) -> ProviderInfo:
-        """Start a provider and wait until it answers; raises ProviderStartError."""
+                    contract_id: str | None = None,
+                    provider_cls: type[Provider] | None = None) -> ProviderInfo:
+        """Start a provider and wait until it answers; raises ProviderStartError.
+
+        ``provider_cls`` embeds that Provider class directly (for hosts used as a library, and
+        tests); ``ref`` is then only its name, from which its key is derived.
+        """
         link_name = link_name or "default"
         try:
-            resolved = await self._resolve(ref, link_name, contract_id, embedded)
+            if provider_cls is not None:
+                embedded = True
+                resolved = self._resolve_class(ref, provider_cls, contract_id)
+            else:
+                resolved = await self._resolve(ref, link_name, contract_id, embedded)
             key = (resolved.public_key, link_name)
             if key in self._instances:
                 raise ProviderStartError(
@@ -342,7 +351,21 @@ class ProviderSupervisor:
             return await self._resolve_par(path, link_name, contract_id)
         return await self._resolve_executable(path, contract_id)
 
+    def _resolve_class(self, name: str, cls: type[Provider],
+                       contract_id: str | None) -> _Resolved:
+        if not cls.contract_id:
+            raise ProviderStartError(f"provider class {cls.__name__} sets no contract_id")
+        if contract_id and contract_id != cls.contract_id:
+            raise ProviderStartError(f"provider {name} implements {cls.contract_id}, not "
+                                     f"{contract_id}")
+        pk = derived_key(name.encode()).public_key
+        display = cls.name or name
+        return _Resolved(public_key=pk, contract_id=cls.contract_id, name=display, revision=0,
+                         claims=_claims(pk, cls.contract_id, display), argv=[],
+                         provider_cls=cls)
+
     def _resolve_package(self, name: str, contract_id: str | None) -> _Resolved:
+        name = name.replace("-", "_")  # `keyvalue-redis` names the package keyvalue_redis
         module_name = f"providers.{name}"
         try:
             module = importlib.import_module(module_name)
