@@ -7,7 +7,6 @@ import asyncio
 import hashlib
 import json
 import time
-from pathlib import Path
 
 import msgpack
 import pytest
@@ -15,105 +14,19 @@ from nats.errors import NoRespondersError
 from nats.js.errors import NotFoundError
 
 from contracts import keyvalue
-from lattice.connect import NatsOptions, connect
-from lattice.host import Host, HostConfig
 from lattice.keys import KeyPair, KeyRole
 from lattice.links import LinkDefinition
 from lattice.natsd import NatsServer
-from lattice.rpc import Entity, RpcClient, RpcError, new_invocation
+from lattice.rpc import Entity, RpcError, new_invocation
 from lattice.rpc.invocation import InvocationResponse
-from tests.actors import forward_payload, signed
+from tests.actors import forward_payload
+from tests.harness import Lattice, eventually, until
 
 pytestmark = pytest.mark.service
 
 REQUEST = bytes.fromhex(
     "85a66d6574686f64a3474554a470617468a42f666f6fab7175657279537472696e67a3613d31a6686561646572"
     "81a661636365707491a32a2f2aa4626f6479c40568656c6c6f")
-
-
-class Lattice:
-    """Hosts sharing one cluster seed on one nats-server, plus a client connection."""
-
-    def __init__(self, server: NatsServer, tmp: Path) -> None:
-        self.server = server
-        self.tmp = tmp
-        self.cluster = KeyPair.generate(KeyRole.CLUSTER)
-        self.hosts: list[Host] = []
-
-    async def host(self, **overrides) -> Host:
-        config = HostConfig(nats=NatsOptions(url=self.server.url), cluster_seed=self.cluster.seed,
-                            provider_health_first=0.3, provider_health_interval=1.0,
-                            state_dir=self.tmp / f"host{len(self.hosts)}", **overrides)
-        host = Host(config)
-        await host.start()
-        self.hosts.append(host)
-        return host
-
-    async def connect(self) -> None:
-        self.nc = await connect(NatsOptions(url=self.server.url), name="test-client")
-        self.rpc = RpcClient(self.nc, "default", self.cluster,
-                             KeyPair.generate(KeyRole.SERVER).public_key, timeout=5.0)
-        self.me = Entity.actor(KeyPair.generate(KeyRole.MODULE).public_key)
-
-    async def ctl(self, *parts: str, body: dict | None = None) -> dict:
-        reply = await self.nc.request("wasmbus.ctl.default." + ".".join(parts),
-                                      json.dumps(body or {}).encode(), timeout=5)
-        return json.loads(reply.data)
-
-    async def call(self, actor_key: str, operation: str, payload: bytes, **kw) -> bytes:
-        return await self.rpc.invoke(self.me, Entity.actor(actor_key), operation, payload, **kw)
-
-    def module(self, name: str, **claims) -> str:
-        path = self.tmp / f"{name}-{len(list(self.tmp.iterdir()))}.wasm"
-        path.write_bytes(signed(name, **claims))
-        return str(path)
-
-    async def start_actor(self, host: Host, path: str, count: int = 1) -> str:
-        ack = await self.ctl("cmd", host.host_id, "la", body={"actor_ref": path, "count": count})
-        assert ack == {"accepted": True, "error": ""}
-        return await until(lambda: next(
-            (r.key for r in host.actors.actors.values() if r.image_ref == path), None))
-
-    async def start_provider(self, host: Host, ref: str = "kvmem") -> str:
-        ack = await self.ctl("cmd", host.host_id, "lp", body={"provider_ref": ref})
-        assert ack["accepted"], ack
-        return await until(lambda: next(
-            (p.public_key for p in host.providers.list() if p.state == "running"), None))
-
-    async def close(self) -> None:
-        for host in self.hosts:
-            await host.stop()
-        await self.nc.close()
-
-
-async def until(probe, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
-
-
-@pytest.fixture
-async def lattice(nats_server, tmp_path):
-    lat = Lattice(nats_server, tmp_path)
-    await lat.connect()
-    yield lat
-    await lat.close()
-
-
-async def eventually(make_call, timeout: float = 5.0):
-    """Retry a call until it succeeds: a link reaches a remote provider asynchronously."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return await make_call()
-        except RpcError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.05)
 
 
 def counter_of(response: bytes) -> int:
@@ -130,7 +43,7 @@ async def test_actor_on_one_host_calls_a_provider_started_by_the_other(lattice):
     ack = await lattice.ctl("linkdefs", "put", body={
         "actor_id": kvc, "provider_id": provider, "contract_id": "wasmcloud:keyvalue"})
     assert ack["accepted"], ack
-    assert await lattice.start_provider(b) == provider
+    assert await lattice.start_provider(b, "kvmem") == provider
     assert counter_of(await lattice.call(kvc, "HttpServer.HandleRequest", REQUEST)) == 1
     assert counter_of(await lattice.call(kvc, "HttpServer.HandleRequest", REQUEST)) == 2
 
@@ -145,7 +58,7 @@ async def test_actor_on_one_host_calls_a_provider_started_by_the_other(lattice):
 
 async def test_link_put_after_the_provider_started(lattice):
     a, b = await lattice.host(), await lattice.host()
-    provider = await lattice.start_provider(b)
+    provider = await lattice.start_provider(b, "kvmem")
     kvc = await lattice.start_actor(a, lattice.module(
         "kvcounter", caps=["wasmcloud:httpserver", "wasmcloud:keyvalue"]))
     with pytest.raises(RpcError, match="no provider is linked for wasmcloud:keyvalue"):
@@ -165,7 +78,7 @@ async def test_link_put_after_the_provider_started(lattice):
 async def test_links_written_straight_into_the_bucket_count(lattice):
     # control-interface clients of the wash 0.60-0.63 era write LINKDEF_ keys themselves
     a = await lattice.host()
-    provider = await lattice.start_provider(a)
+    provider = await lattice.start_provider(a, "kvmem")
     fwd = await lattice.start_actor(a, lattice.module("forward", caps=["wasmcloud:keyvalue"]))
     kv = await lattice.nc.jetstream().key_value("LATTICEDATA_default")
     link = LinkDefinition(fwd, provider, "wasmcloud:keyvalue")
@@ -186,7 +99,7 @@ async def test_links_written_straight_into_the_bucket_count(lattice):
 
 async def test_two_megabytes_travel_through_chunking_both_ways(lattice):
     a, b = await lattice.host(), await lattice.host()
-    provider = await lattice.start_provider(b)
+    provider = await lattice.start_provider(b, "kvmem")
     fwd = await lattice.start_actor(a, lattice.module("forward", caps=["wasmcloud:keyvalue"]))
     await lattice.ctl("linkdefs", "put", body={
         "actor_id": fwd, "provider_id": provider, "contract_id": "wasmcloud:keyvalue"})
