@@ -104,9 +104,18 @@ async def settle(nc: Client) -> None:
     await nc.flush()
 
 
+CLI_HINT = ("Start a lattice with `lattice up`, or point --nats-url at a running NATS server")
+CLI_AUTH_HINT = "pass the right --nats-creds, or --nats-jwt and --nats-seed"
+
+
 async def connect(opts: NatsOptions, *, name: str, connect_timeout: float = 2.0,
-                  initial_attempts: int = 3) -> Client:
-    """Connect, retrying a few times; once connected, reconnect forever."""
+                  initial_attempts: int = 3, hint: str | None = CLI_HINT,
+                  auth_hint: str | None = CLI_AUTH_HINT) -> Client:
+    """Connect, retrying a few times; once connected, reconnect forever.
+
+    ``hint``/``auth_hint`` end the error messages with what the user can do; they default to
+    CLI advice, and callers configured otherwise (e.g. by link values) pass their own or None.
+    """
 
     holder: list[Client] = []
 
@@ -141,9 +150,10 @@ async def connect(opts: NatsOptions, *, name: str, connect_timeout: float = 2.0,
     except Exception as exc:  # nats-py raises several types for "could not connect"
         cause = last_error[0] if last_error else None
         if cause is not None and "authorization" in str(cause).lower():
+            advice = f": {auth_hint}" if auth_hint else ""
             raise NatsConnectError(
-                f"NATS at {opts.url} refused our credentials ({cause}): pass the right "
-                "--nats-creds, or --nats-jwt and --nats-seed") from None
+                f"NATS at {opts.url} refused our credentials ({cause}){advice}") from None
+        advice = f". {hint}" if hint else ""
         raise NatsConnectError(
-            f"cannot connect to NATS at {opts.url}: {exc or type(exc).__name__}. Start a lattice "
-            "with `lattice up`, or point --nats-url at a running NATS server") from None
+            f"cannot connect to NATS at {opts.url}: {exc or type(exc).__name__}{advice}"
+        ) from None
