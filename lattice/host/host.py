@@ -217,13 +217,22 @@ class Host:
             with contextlib.suppress(ValueError):
                 timeout = float(link.values["rpc_timeout_ms"]) / 1000
         label = self.store.claims.get(link.provider_id, {}).get("name") or None
-        try:
-            return await self.rpc.invoke(
-                Entity.actor(actor.key),
-                Entity.provider(link.provider_id, link.contract_id, link.link_name),
-                operation, payload, timeout=timeout, label=label)
-        except RpcError as exc:
-            raise HostCallError(str(exc)) from None
+        target = Entity.provider(link.provider_id, link.contract_id, link.link_name)
+        # Links reach remote providers asynchronously (often via another host), so right after a
+        # link is made a provider may still answer "unlinked actor". It refused before doing
+        # anything, so a short retry is safe and makes relinking seamless.
+        budget = time.monotonic() + (timeout or self.config.rpc_timeout)
+        delay = 0.02
+        while True:
+            try:
+                return await self.rpc.invoke(Entity.actor(actor.key), target, operation,
+                                             payload, timeout=timeout, label=label)
+            except RpcError as exc:
+                lagging = exc.kind == "remote" and str(exc).startswith("unlinked actor")
+                if not lagging or time.monotonic() + delay > budget:
+                    raise HostCallError(str(exc)) from None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
 
     async def _call_actor(self, origin: Actor, target: str, operation: str,
                           payload: bytes) -> bytes:

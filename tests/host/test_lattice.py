@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import sys
 import time
+from pathlib import Path
 
 import msgpack
 import pytest
@@ -282,3 +284,66 @@ async def test_ping_inventory_and_graceful_stop(lattice):
     assert "actors_stopped" in events
     with pytest.raises(RpcError, match="no host runs actor"):
         await lattice.call(echo, "HttpServer.HandleRequest", REQUEST, timeout=1.0)
+
+
+REPO = Path(__file__).resolve().parents[2]
+SLOW_PROVIDER = f"""#!{sys.executable}
+import asyncio, sys
+sys.path.insert(0, "{REPO}")
+from lattice.provider import run_provider
+from providers.kvmem import KvMemProvider
+
+class SlowToLink(KvMemProvider):
+    async def put_link(self, link):
+        await asyncio.sleep(0.5)
+        return await super().put_link(link)
+
+run_provider(SlowToLink)
+"""
+
+
+async def test_relinking_to_another_provider_fails_no_call(lattice):
+    """A link put naming a new provider for the same actor/contract/link name switches backends
+    with no failed call, even when the new provider is remote and learns of the link late."""
+    from providers.kvmem import KvMemProvider
+
+    a, b = await lattice.host(), await lattice.host()
+    fwd = await lattice.forwarder(a, "wasmcloud:keyvalue")
+    local = await lattice.start_provider(a, "kvmem-local", provider_cls=KvMemProvider)
+    await lattice.link(fwd, local, "wasmcloud:keyvalue")
+    set_op, get_op = keyvalue.OPERATIONS[1], keyvalue.OPERATIONS[0]
+    await lattice.host_call(fwd, "wasmcloud:keyvalue", set_op.name, set_op.encode_input(
+        keyvalue.SetRequest(key="where", value="old backend", expires=0)))
+    # The new backend is a separate process that takes its time accepting links, so calls
+    # reach it before it knows the actor: the host must ride that out.
+    slow = lattice.tmp / "slow-kv"
+    slow.write_text(SLOW_PROVIDER)
+    slow.chmod(0o755)
+    ack = await lattice.ctl("cmd", b.host_id, "lp", body={
+        "provider_ref": str(slow), "contract_id": "wasmcloud:keyvalue"})
+    assert ack["accepted"], ack
+    remote = await until(lambda: next(
+        (p.public_key for p in b.providers.list() if p.state == "running"), None), timeout=20)
+
+    failures: list[Exception] = []
+    seen: list[bool] = []
+    stop = asyncio.Event()
+
+    async def reader() -> None:
+        while not stop.is_set():
+            try:
+                out = await lattice.host_call(fwd, "wasmcloud:keyvalue", get_op.name,
+                                              get_op.encode_input("where"))
+                seen.append(get_op.decode_output(out).exists)
+            except Exception as exc:
+                failures.append(exc)
+
+    readers = [asyncio.create_task(reader()) for _ in range(4)]
+    await until(lambda: len(seen) > 20)
+    await lattice.link(fwd, remote, "wasmcloud:keyvalue")  # put over the existing link
+    await until(lambda: seen and seen[-1] is False)  # the (empty) new backend answers
+    await asyncio.sleep(0.2)
+    stop.set()
+    await asyncio.gather(*readers)
+    assert failures == []
+    assert True in seen and seen[-1] is False
