@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 
 # The test actors, by name (without .wat).
 NAMES = ("echo", "kvcounter", "forward", "loop", "hog", "trap", "misuse", "fuzz", "starts",
-         "wasi")
+         "wasi", "tap", "fwdtap")
 
 
 def source(name: str) -> Path:
