@@ -32,7 +32,7 @@ def provider_key(name: str) -> str:
     """The key every host derives for the Python provider package ``name``."""
     name = name.replace("-", "_")
     return KeyPair.from_raw_seed(
-        KeyRole.SERVICE, hashlib.sha256(b"lattice-provider:" + name.encode())).public_key
+        KeyRole.SERVICE, hashlib.sha256(b"lattice-provider:" + name.encode()).digest()).public_key
 
 
 async def until(probe, timeout: float = 10.0):
