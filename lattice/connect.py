@@ -127,10 +127,11 @@ async def connect(opts: NatsOptions, *, name: str, connect_timeout: float = 2.0,
     async def on_reconnect() -> None:
         log.info("reconnected to NATS", extra={"connection": name})
 
-    last_error: list[Exception] = []
+    errors: list[Exception] = []  # during the first connect: the server's reasons, if any
 
     async def on_error(exc: Exception) -> None:
-        last_error[:] = [exc]
+        if len(errors) < 20:
+            errors.append(exc)
         log.debug("NATS client error", extra={"connection": name, "error": str(exc)})
 
     try:
@@ -148,8 +149,10 @@ async def connect(opts: NatsOptions, *, name: str, connect_timeout: float = 2.0,
     except NatsConnectError:
         raise
     except Exception as exc:  # nats-py raises several types for "could not connect"
-        cause = last_error[0] if last_error else None
-        if cause is not None and "authorization" in str(cause).lower():
+        # The server says "Authorization Violation" and then drops the connection, so the last
+        # error is often just a reset: look at all of them.
+        cause = next((e for e in errors if "authorization" in str(e).lower()), None)
+        if cause is not None:
             advice = f": {auth_hint}" if auth_hint else ""
             raise NatsConnectError(
                 f"NATS at {opts.url} refused our credentials ({cause}){advice}") from None
