@@ -33,6 +33,7 @@ class InstancePool:
         self._in_use = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._idle: list[WasmbusInstance] = []
+        self._live = 0  # instances that exist (idle or serving a call)
         self._closed = False
         self.created = 0  # instances ever created (observable for tests and benches)
 
@@ -75,11 +76,15 @@ class InstancePool:
     def release(self, inst: WasmbusInstance) -> None:
         """Return ``inst`` after a call (called on the event loop thread)."""
         self._in_use -= 1
-        if inst.poisoned or self._closed or len(self._idle) + self._in_use >= self.size:
-            inst.close()  # broken, stopped, or the pool shrank meanwhile
+        if inst.poisoned or self._closed or self._live > self.size:
+            self._discard(inst)  # broken, stopped, or the pool shrank meanwhile
         else:
             self._idle.append(inst)
         self._wake()
+
+    def _discard(self, inst: WasmbusInstance) -> None:
+        self._live -= 1
+        inst.close()
 
     def resize(self, size: int) -> None:
         """Allow ``size`` concurrent calls; extra idle instances are closed at once and busy
@@ -87,8 +92,8 @@ class InstancePool:
         if size < 1:
             raise ValueError("an actor needs at least one instance")
         self.size = size
-        while self._idle and len(self._idle) + self._in_use > size:
-            self._idle.pop().close()
+        while self._idle and self._live > size:
+            self._discard(self._idle.pop())
         self._wake()
 
     def _wake(self) -> None:
@@ -102,12 +107,13 @@ class InstancePool:
         loop = asyncio.get_running_loop()
         inst = await loop.run_in_executor(self._executor, self._factory)
         self.created += 1
+        self._live += 1
         return inst
 
     def close(self) -> None:
         self._closed = True
         for inst in self._idle:
-            inst.close()
+            self._discard(inst)
         self._idle.clear()
         for waiter in self._waiters:
             if not waiter.done():

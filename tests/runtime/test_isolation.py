@@ -262,3 +262,15 @@ async def test_pure_actors_run_inline_until_a_call_is_too_slow(make_runtime):
     assert time.monotonic() - started >= 0.9  # re-run on a worker with the rest of the deadline
     assert not looper.inline
     assert await looper.call("Ping", b"") == b"pong"
+
+
+async def test_busy_pools_reuse_their_instances(make_runtime):
+    # Under contention a freed instance is handed to the next waiter, never closed and rebuilt.
+    runtime = make_runtime(call_timeout=5.0)
+    actor = await runtime.load(signed("echo"), max_instances=4)
+    actor.inline = False  # take the worker-thread path, where calls really overlap
+    await asyncio.gather(*(actor.call("Actor.HealthRequest", b"") for _ in range(400)))
+    assert actor.pool.created <= 4
+    actor.pool.resize(2)
+    await asyncio.gather(*(actor.call("Actor.HealthRequest", b"") for _ in range(50)))
+    assert actor.pool.created <= 4 and actor.pool._live <= 2
