@@ -35,7 +35,17 @@ import contracts
 from lattice.connect import DEFAULT_URL, NatsOptions, connect, settle
 from lattice.keys import KeyPair
 from lattice.links import LinkDefinition
-from lattice.rpc import ChunkStore, Entity, Invocation, Rejected, RpcClient, accept, reply, subjects
+from lattice.rpc import (
+    ChunkStore,
+    Entity,
+    Invocation,
+    Rejected,
+    RpcClient,
+    RpcError,
+    accept,
+    reply,
+    subjects,
+)
 
 log = logging.getLogger("lattice.provider")
 
@@ -310,6 +320,8 @@ class ProviderBridge:
         self.provider = provider
         self.host_data = host_data
         self.links: dict[str, LinkDefinition] = {}  # actor_id → link, as wasmbus-rpc keys it
+        # Set by a host that embeds this provider: actor key -> the Actor if it runs there.
+        self.local_actors: Callable[[str], Any] | None = None
         self.nc: Client | None = nc
         self._own_nc = nc is None
         self._chunks: ChunkStore | None = None
@@ -618,9 +630,37 @@ class ProviderBridge:
                                   chunks=self._chunks)
         link = self.links.get(actor_key)
         contract = link.contract_id if link and link.contract_id else self.contract_id
+        local = self.local_actors(actor_key) if self.local_actors is not None else None
+        if local is not None:
+            return await self._call_local(local, contract, operation, payload, timeout)
         origin = Entity.provider(self.provider_key, contract, self.link_name)
         return await self._rpc.invoke(origin, Entity.actor(actor_key), operation, payload,
                                       timeout=timeout)
+
+    async def _call_local(self, actor: Any, contract: str, operation: str, payload: bytes,
+                          timeout: float | None) -> bytes:
+        """Embedded provider → actor on the same host: no signing, no NATS hop. The host still
+        checks what it checks for a NATS invocation: the actor must claim our contract."""
+        if not actor.has_capability(contract):
+            raise RpcError(f"Invocation source does not have the required capability claim "
+                           f"{contract}", "remote")
+        wait = self.host_data.rpc_timeout if timeout is None else timeout
+        # As over NATS, the timeout bounds how long *we* wait; the actor's call runs on to its
+        # own deadline (its work is not cut short because a caller gave up).
+        call = asyncio.ensure_future(actor.call(operation, payload))
+        try:
+            return await asyncio.wait_for(asyncio.shield(call), wait)
+        except TimeoutError:
+            call.add_done_callback(lambda f: f.cancelled() or f.exception())
+            raise RpcError(f"actor {getattr(actor, 'key', '')} did not answer {operation} within "
+                           f"{wait:g} s", "timeout") from None
+        except Exception as exc:
+            # a runtime GuestCallError (matched by shape: provider processes never import the
+            # wasm runtime); anything else is a bug and propagates as is
+            kind = getattr(exc, "kind", None)
+            if kind is None:
+                raise
+            raise RpcError(str(exc), "timeout" if kind == "timeout" else "remote") from None
 
 
 # ---- process entry point ------------------------------------------------------------------------

@@ -116,7 +116,7 @@ class Host:
             rpc_timeout=cfg.rpc_timeout, js_domain=cfg.js_domain,
             state_dir=cfg.state_dir or state_dir(),
             health_interval=cfg.provider_health_interval,
-            health_first=cfg.provider_health_first)
+            health_first=cfg.provider_health_first, local_actor=self.router.local_actor)
         self.actors = ActorManager(self)
         self.control = ControlServer(self)
         await self.store.open()

@@ -219,7 +219,8 @@ class ProviderSupervisor:
                  cluster_issuers: list[str], nats: NatsOptions, events: EventPublisher,
                  links_for: Callable[[str, str], list[LinkDefinition]], rpc_timeout: float = 2.0,
                  js_domain: str | None = None, state_dir: Path,
-                 health_first: float = 1.0, health_interval: float = 30.0) -> None:
+                 health_first: float = 1.0, health_interval: float = 30.0,
+                 local_actor: Callable[[str], Any] | None = None) -> None:
         self.nc = nc
         self.lattice = lattice
         self.host_id = host_id
@@ -228,6 +229,7 @@ class ProviderSupervisor:
         self.nats = nats
         self.events = events
         self.links_for = links_for
+        self.local_actor = local_actor  # embedded providers call actors on this host directly
         self.rpc_timeout = rpc_timeout
         self.js_domain = js_domain if js_domain is not None else nats.js_domain
         self.state_dir = Path(state_dir)
@@ -461,6 +463,7 @@ class ProviderSupervisor:
         except NatsConnectError as exc:
             raise ProviderStartError(str(exc)) from None
         bridge = ProviderBridge(inst.resolved.provider_cls(), host_data, nc=self.nc)
+        bridge.local_actors = self.local_actor
         inst.host_data, inst.bridge = host_data, bridge
         inst.info.instance_id = host_data.instance_id
         inst.started_at = time.monotonic()

@@ -15,7 +15,7 @@ import pytest
 from nats.errors import NoRespondersError
 from nats.js.errors import NotFoundError
 
-from contracts import keyvalue
+from contracts import keyvalue, messaging
 from lattice.keys import KeyPair, KeyRole
 from lattice.links import LinkDefinition
 from lattice.natsd import NatsServer
@@ -347,3 +347,37 @@ async def test_relinking_to_another_provider_fails_no_call(lattice):
     await asyncio.gather(*readers)
     assert failures == []
     assert True in seen and seen[-1] is False
+
+
+async def test_embedded_providers_call_local_actors_without_nats(lattice):
+    """An embedded provider delivering to an actor on its own host skips signing and NATS, and
+    the host still refuses actors that do not claim the provider's contract."""
+    from tests.harness import TAP_CONTRACT, TapProvider
+
+    a = await lattice.host()
+    tap_actor = await lattice.start_actor(a, lattice.module(
+        "tap", caps=[TAP_CONTRACT, "wasmcloud:messaging"]))
+    tap = await lattice.start_provider(a, "tap", provider_cls=TapProvider)
+    await lattice.link(tap_actor, tap, TAP_CONTRACT)
+    spy: list[bytes] = []
+
+    async def on(msg):
+        spy.append(msg.data)
+
+    await lattice.nc.subscribe(f"wasmbus.rpc.default.{tap_actor}", cb=on)  # sees NATS copies
+    await lattice.nc.flush()
+    msgs = await lattice.start_provider(a, "messaging-nats", embedded=True)
+    await lattice.link(tap_actor, msgs, "wasmcloud:messaging", SUBSCRIPTION="lattice.test.in")
+    bridge = a.providers.embedded(msgs, "default")
+    sub = messaging.SubMessage(subject="lattice.test.in", body=b"direct")
+    op = messaging.OPERATIONS[2]
+    assert op.name == "MessageSubscriber.HandleMessage"
+    await bridge.call_actor(tap_actor, op.name, op.encode_input(sub))
+    assert TapProvider.calls[-1][2].body == b"direct"
+    await asyncio.sleep(0.2)
+    assert spy == []  # nothing crossed NATS
+
+    # an actor that does not claim wasmcloud:messaging is refused, as over NATS
+    other = await lattice.start_actor(a, lattice.module("tap", caps=[TAP_CONTRACT]))
+    with pytest.raises(RpcError, match="required capability claim wasmcloud:messaging"):
+        await bridge.call_actor(other, op.name, op.encode_input(sub))
