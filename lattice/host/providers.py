@@ -382,17 +382,8 @@ class ProviderSupervisor:
             ) from None
         except Exception as exc:
             raise ProviderStartError(f"provider package {name} failed to import: {exc}") from None
-        cls = provider_class(module)
-        if not cls.contract_id:
-            raise ProviderStartError(f"provider class {cls.__name__} sets no contract_id")
-        if contract_id and contract_id != cls.contract_id:
-            raise ProviderStartError(f"provider {name} implements {cls.contract_id}, not "
-                                     f"{contract_id}")
-        pk = derived_key(name.encode()).public_key
-        display = cls.name or name
-        return _Resolved(public_key=pk, contract_id=cls.contract_id, name=display, revision=0,
-                         claims=_claims(pk, cls.contract_id, display),
-                         argv=[sys.executable, "-m", module_name], provider_cls=cls)
+        resolved = self._resolve_class(name, provider_class(module), contract_id)
+        return dataclasses.replace(resolved, argv=[sys.executable, "-m", module_name])
 
     async def _resolve_executable(self, path: Path, contract_id: str | None) -> _Resolved:
         if not contract_id:

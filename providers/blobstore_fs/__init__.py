@@ -219,6 +219,30 @@ def _inside(root: Path, path: Path) -> Path:
 # ---- the provider -------------------------------------------------------------------------------
 
 
+def find_upload(uploads: dict[str, Any], actor: str, req: PutChunkRequest) -> Any:
+    """The upload a PutChunk continues: by streamId, else the actor's upload of that object.
+
+    Shared by blobstore-fs and blobstore-s3; an upload is anything with ``actor``,
+    ``container``, ``object_id`` and ``stream_id``.
+    """
+    chunk = req.chunk
+    upload = uploads.get(req.stream_id) if req.stream_id else next(
+        (u for u in uploads.values() if u.actor == actor
+         and (u.container, u.object_id) == (chunk.container_id, chunk.object_id)), None)
+    if upload is None or upload.actor != actor:
+        raise InvalidParameter(
+            f"no upload in progress for stream {req.stream_id or '(none)'} (object "
+            f"'{chunk.object_id}' in container '{chunk.container_id}'): start it with "
+            "PutObject and isLast=false")
+    if (chunk.container_id or upload.container) != upload.container or (
+            chunk.object_id or upload.object_id) != upload.object_id:
+        raise InvalidParameter(
+            f"upload stream {upload.stream_id} belongs to object '{upload.object_id}' in "
+            f"container '{upload.container}', not '{chunk.object_id}' in "
+            f"'{chunk.container_id}'")
+    return upload
+
+
 @dataclass
 class Upload:
     stream_id: str
@@ -469,22 +493,7 @@ class BlobstoreFsProvider(Provider):
         return PutObjectResponse(stream_id=stream_id)
 
     def _upload(self, ctx: Context, req: PutChunkRequest) -> Upload:
-        chunk = req.chunk
-        upload = self.uploads.get(req.stream_id) if req.stream_id else next(
-            (u for u in self.uploads.values() if u.actor == ctx.actor
-             and (u.container, u.object_id) == (chunk.container_id, chunk.object_id)), None)
-        if upload is None or upload.actor != ctx.actor:
-            raise InvalidParameter(
-                f"no upload in progress for stream {req.stream_id or '(none)'} (object "
-                f"'{chunk.object_id}' in container '{chunk.container_id}'): start it with "
-                "PutObject and isLast=false")
-        if (chunk.container_id or upload.container) != upload.container or (
-                chunk.object_id or upload.object_id) != upload.object_id:
-            raise InvalidParameter(
-                f"upload stream {upload.stream_id} belongs to object '{upload.object_id}' in "
-                f"container '{upload.container}', not '{chunk.object_id}' in "
-                f"'{chunk.container_id}'")
-        return upload
+        return find_upload(self.uploads, ctx.actor, req)
 
     async def put_chunk(self, ctx: Context, req: PutChunkRequest) -> None:
         upload = self._upload(ctx, req)
