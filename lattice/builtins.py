@@ -15,6 +15,8 @@ PREFIX = "wasmcloud:builtin:"
 
 actor_log = logging.getLogger("lattice.actor")
 
+_NUMBERGEN_OPS = {op.name: op for op in builtin_numbergen.OPERATIONS}
+
 # The four documented levels, plus the two the Rust host also accepts.
 _LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
            "warn": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL}
@@ -46,11 +48,10 @@ def _logging(actor: Actor, operation: str, payload: bytes) -> bytes:
 
 
 def _numbergen(operation: str, payload: bytes) -> bytes:
-    ops = {op.name: op for op in builtin_numbergen.OPERATIONS}
-    op = ops.get(operation)
+    op = _NUMBERGEN_OPS.get(operation)
     if op is None:
         raise HostCallError(f"unknown operation {operation} for {NUMBERGEN} "
-                            f"(it has {', '.join(sorted(ops))})")
+                            f"(it has {', '.join(sorted(_NUMBERGEN_OPS))})")
     if operation == builtin_numbergen.GENERATE_GUID:
         return op.encode_output(str(uuid.uuid4()))
     if operation == builtin_numbergen.RANDOM_32:

@@ -9,7 +9,6 @@ Provider tests use it to drive every operation "through the lattice with test ac
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -26,13 +25,6 @@ from lattice.rpc import Entity, RpcClient, RpcError
 from tests.actors import forward_payload, signed
 
 TAP_CONTRACT = "lattice:tap"
-
-
-def provider_key(name: str) -> str:
-    """The key every host derives for the Python provider package ``name``."""
-    name = name.replace("-", "_")
-    return KeyPair.from_raw_seed(
-        KeyRole.SERVICE, hashlib.sha256(b"lattice-provider:" + name.encode()).digest()).public_key
 
 
 async def until(probe, timeout: float = 10.0):
