@@ -119,6 +119,11 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory):
     log.close()
 
 
+# Persistent across test runs (see _hermetic_dirs); $LATTICE_TEST_CACHE moves it.
+TEST_CACHE = Path(os.environ.get("LATTICE_TEST_CACHE")
+                  or Path.home() / ".cache" / "lattice-tests")
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     return shared_dir()
@@ -129,7 +134,10 @@ def _hermetic_dirs(tmp_path_factory: pytest.TempPathFactory):
     base = tmp_path_factory.mktemp("lattice-home")
     saved = {k: os.environ.get(k) for k in ("LATTICE_CACHE_DIR", "LATTICE_KEYS_DIR",
                                             "LATTICE_STATE_DIR")}
-    os.environ["LATTICE_CACHE_DIR"] = str(base / "cache")
+    # The cache is content-addressed (compiled artifacts by module hash and engine, builds by
+    # source hash), so it is shared between runs: Python actors take ~20 s to build and compile
+    # from scratch, and CI runs on the same machine.
+    os.environ["LATTICE_CACHE_DIR"] = str(TEST_CACHE)
     os.environ["LATTICE_KEYS_DIR"] = str(base / "keys")
     os.environ["LATTICE_STATE_DIR"] = str(base / "state")
     yield

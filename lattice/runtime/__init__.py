@@ -1,9 +1,11 @@
-"""Run wasmbus actors in wasmtime (WIRE.md §1).
+"""Run actors in wasmtime: wasmbus modules (WIRE.md §1) and lattice:actor components
+(actors/wit/lattice-actor.wit, the Python actor SDK's target).
 
 Public API::
 
     runtime = Runtime(RuntimeConfig(call_timeout=10.0, memory_limit=64 << 20))
-    actor = await runtime.load(wasm_bytes, host_call=handler)   # verifies claims, compiles once
+    actor = await runtime.load(wasm_bytes, host_call=handler)   # module or component; verifies
+                                                                # claims, compiles once
     result = await actor.call("HttpServer.HandleRequest", payload)
     await runtime.close()
 

@@ -15,15 +15,25 @@ import collections
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
+from typing import Protocol
 
 from lattice.runtime.errors import GuestCallError
-from lattice.runtime.wasmbus import WasmbusInstance
 
 log = logging.getLogger("lattice.runtime.pool")
 
 
+class Instance(Protocol):
+    """What the pool needs of an instance: a wasmbus module's or a component's."""
+
+    poisoned: bool
+
+    def call(self, operation: str, payload: bytes, timeout: float) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
 class InstancePool:
-    def __init__(self, factory: Callable[[], WasmbusInstance], size: int,
+    def __init__(self, factory: Callable[[], Instance], size: int,
                  executor: Executor) -> None:
         if size < 1:
             raise ValueError("an actor needs at least one instance")
@@ -32,7 +42,7 @@ class InstancePool:
         self._executor = executor
         self._in_use = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._idle: list[WasmbusInstance] = []
+        self._idle: list[Instance] = []
         self._live = 0  # instances that exist (idle or serving a call)
         self._closed = False
         self.created = 0  # instances ever created (observable for tests and benches)
@@ -46,7 +56,7 @@ class InstancePool:
         is warm."""
         self._idle.append(await self._create())
 
-    async def acquire(self, timeout: float) -> WasmbusInstance:
+    async def acquire(self, timeout: float) -> Instance:
         if self._closed:
             raise GuestCallError("the actor has been stopped", "busy")
         if self._in_use < self.size:
@@ -73,7 +83,7 @@ class InstancePool:
             self._wake()
             raise
 
-    def release(self, inst: WasmbusInstance) -> None:
+    def release(self, inst: Instance) -> None:
         """Return ``inst`` after a call (called on the event loop thread)."""
         self._in_use -= 1
         if inst.poisoned or self._closed or self._live > self.size:
@@ -82,7 +92,7 @@ class InstancePool:
             self._idle.append(inst)
         self._wake()
 
-    def _discard(self, inst: WasmbusInstance) -> None:
+    def _discard(self, inst: Instance) -> None:
         self._live -= 1
         inst.close()
 
@@ -103,7 +113,7 @@ class InstancePool:
                 self._in_use += 1
                 waiter.set_result(None)
 
-    async def _create(self) -> WasmbusInstance:
+    async def _create(self) -> Instance:
         loop = asyncio.get_running_loop()
         inst = await loop.run_in_executor(self._executor, self._factory)
         self.created += 1

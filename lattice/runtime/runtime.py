@@ -11,18 +11,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import wasmtime
+from wasmtime import component as wc
 
 from lattice import claims as claims_mod
 from lattice.keys import KeyPair, KeyRole
 from lattice.paths import cache_dir
 from lattice.runtime.actor import Actor, ActorIdentity, HostCallHandler
 from lattice.runtime.cache import ModuleCache
+from lattice.runtime.component import (
+    ComponentInstance,
+    build_component_linker,
+    check_component,
+)
 from lattice.runtime.engine import EpochTicker, make_engine
 from lattice.runtime.errors import ActorLoadError, GuestCallError, HostCallError
-from lattice.runtime.pool import InstancePool
+from lattice.runtime.pool import Instance, InstancePool
 from lattice.runtime.wasmbus import (
     _IMPORTS,
     IMPORT_MODULES,
+    HostCallFn,
     InstanceLimits,
     WasmbusInstance,
     build_linker,
@@ -60,6 +67,7 @@ class Runtime:
             directory = self.config.cache_dir or (cache_dir() / "modules")
         self.cache = ModuleCache(self.engine, directory)
         self._linker = build_linker(self.engine)
+        self._component_linker = build_component_linker(self.engine)
         self._ticker = EpochTicker(self.engine, self.config.epoch_tick)
         self._executor = ThreadPoolExecutor(self.config.worker_threads,
                                             thread_name_prefix="lattice-wasm")
@@ -72,34 +80,48 @@ class Runtime:
         allow = self.config.allow_unsigned if allow_unsigned is None else allow_unsigned
         identity = _identify(wasm, allow, name)
         loop = asyncio.get_running_loop()
+        component = is_component(wasm)
         try:
-            module = await loop.run_in_executor(self._executor, self.cache.get,
-                                                identity.module_hash, wasm)
+            compiled = await loop.run_in_executor(
+                self._executor, lambda: self.cache.get(identity.module_hash, wasm,
+                                                       component=component))
         except wasmtime.WasmtimeError as exc:
-            raise ActorLoadError(f"{identity.name}: not a valid WebAssembly module: "
+            what = "component" if component else "module"
+            raise ActorLoadError(f"{identity.name}: not a valid WebAssembly {what}: "
                                  f"{str(exc).splitlines()[0]}") from None
-        _check_shape(module, identity.name)
-        try:
-            pre = self._linker.instantiate_pre(module)
-        except wasmtime.WasmtimeError as exc:
-            raise ActorLoadError(f"{identity.name}: cannot link the module: {exc}") from None
 
         handler = host_call or _no_host_calls
         limits = InstanceLimits(self.config.memory_limit, self._ticker.ticks_for)
         timeout = self.config.call_timeout
+        if component:
+            assert isinstance(compiled, wc.Component)
+            check_component(compiled, self.engine, identity.name)
+            linker, comp = self._component_linker, compiled
+
+            def make(label: str, hc: HostCallFn) -> Instance:
+                return ComponentInstance(self.engine, linker, comp, label, limits, hc, loop,
+                                         timeout)
+            pure = False
+        else:
+            assert isinstance(compiled, wasmtime.Module)
+            _check_shape(compiled, identity.name)
+            try:
+                pre = self._linker.instantiate_pre(compiled)
+            except wasmtime.WasmtimeError as exc:
+                raise ActorLoadError(f"{identity.name}: cannot link the module: {exc}") from None
+
+            def make(label: str, hc: HostCallFn) -> Instance:
+                return WasmbusInstance(self.engine, pre, label, limits, hc, loop, timeout)
+            pure = not any(imp.name == "__host_call" for imp in compiled.imports)
 
         def pool_for(actor: Actor) -> InstancePool:
             async def hc(binding: str, namespace: str, operation: str, payload: bytes) -> bytes:
                 return await handler(actor, binding, namespace, operation, payload)
 
-            def factory() -> WasmbusInstance:
-                return WasmbusInstance(self.engine, pre, f"{actor.name}/{actor.key[:8]}", limits,
-                                       hc, loop, timeout)
+            label = f"{actor.name}/{actor.key[:8]}"
+            return InstancePool(lambda: make(label, hc),
+                                max_instances or self.config.max_instances, self._executor)
 
-            return InstancePool(factory, max_instances or self.config.max_instances,
-                                self._executor)
-
-        pure = not any(imp.name == "__host_call" for imp in module.imports)
         actor = Actor(identity, pool_for, self._executor, timeout, pure=pure)
         try:
             await actor.pool.warm()
@@ -126,9 +148,7 @@ def _identify(wasm: bytes, allow_unsigned: bool, name: str | None) -> ActorIdent
     """Who this module is, from its verified claims (WIRE.md §5.2)."""
     label = name or "actor"
     try:
-        if is_component(wasm):
-            raise ActorLoadError(f"{label} is a WebAssembly component; this runtime runs wasmbus "
-                                 "modules (component actors come with the Python actor SDK)")
+        is_component(wasm)
     except WasmFormatError as exc:
         raise ActorLoadError(f"{label}: {exc}") from None
     try:

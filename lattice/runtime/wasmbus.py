@@ -12,6 +12,7 @@ thread at any moment, so the instance executing on this thread is the one being 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import logging
 import threading
@@ -118,6 +119,26 @@ def _host_call(caller: wasmtime.Caller, bd_ptr: int, bd_len: int, ns_ptr: int, n
     return 0
 
 
+def wait_host_call(state: Any, loop: asyncio.AbstractEventLoop, host_call: HostCallFn,
+                   binding: str, namespace: str, operation: str, payload: bytes) -> bytes:
+    """Run the async host-call handler on ``loop`` and block this worker thread for the answer,
+    within ``state.deadline``; sets ``state.deadline_hit`` when the deadline ran out."""
+    remaining = state.deadline - time.monotonic()
+    if remaining <= 0:
+        state.deadline_hit = True
+        raise HostCallError("deadline exceeded before the host call could start")
+    future = asyncio.run_coroutine_threadsafe(host_call(binding, namespace, operation, payload),
+                                              loop)
+    try:
+        return future.result(timeout=remaining)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        state.deadline_hit = True
+        raise HostCallError(f"deadline exceeded waiting for {namespace} {operation}") from None
+    except concurrent.futures.CancelledError:
+        raise HostCallError(f"host call to {namespace} {operation} was cancelled") from None
+
+
 def _host_response_len(caller: wasmtime.Caller) -> int:
     return len(_instance().state.host_response or b"")
 
@@ -170,11 +191,12 @@ def build_linker(engine: wasmtime.Engine) -> wasmtime.Linker:
     return linker
 
 
-class _LineLog:
+class LineLog:
     """Collects a WASI output stream and logs it line by line, tagged with the actor."""
 
     def __init__(self, label: str, stream: str) -> None:
         self._label, self._stream, self._buf = label, stream, b""
+        self.recent: collections.deque[str] = collections.deque(maxlen=32)  # for trap reports
 
     def write(self, data: bytes) -> int:
         self._buf += data
@@ -191,8 +213,9 @@ class _LineLog:
             self._buf = b""
 
     def _emit(self, line: bytes) -> None:
-        guest_log.info(line.decode(errors="replace"), extra={"actor": self._label,
-                                                              "source": self._stream})
+        text = line.decode(errors="replace")
+        self.recent.append(text)
+        guest_log.info(text, extra={"actor": self._label, "source": self._stream})
 
 
 @dataclass
@@ -213,8 +236,8 @@ class WasmbusInstance:
         self._limits = limits
         self._host_call = host_call
         self._loop = loop
-        self._stdout = _LineLog(label, "stdout")
-        self._stderr = _LineLog(label, "stderr")
+        self._stdout = LineLog(label, "stdout")
+        self._stderr = LineLog(label, "stderr")
 
         store = wasmtime.Store(engine)
         store.set_limits(memory_size=limits.memory_limit)
@@ -228,7 +251,7 @@ class WasmbusInstance:
         try:
             instance = pre.instantiate(store)
         except wasmtime.Trap as trap:
-            raise GuestCallError(f"instantiating the actor trapped: {_first_line(trap)}",
+            raise GuestCallError(f"instantiating the actor trapped: {first_line(trap)}",
                                  "trap") from trap
         exports = instance.exports(store)
         memory = exports.get("memory")
@@ -262,22 +285,9 @@ class WasmbusInstance:
     # ---- calls ----------------------------------------------------------------------------------
 
     def run_host_call(self, binding: str, namespace: str, operation: str, payload: bytes) -> bytes:
-        """Run the async host-call handler on the event loop and wait, within the deadline."""
         assert self.state is not None
-        remaining = self.state.deadline - time.monotonic()
-        if remaining <= 0:
-            self.state.deadline_hit = True
-            raise HostCallError("deadline exceeded before the host call could start")
-        future = asyncio.run_coroutine_threadsafe(
-            self._host_call(binding, namespace, operation, payload), self._loop)
-        try:
-            return future.result(timeout=remaining)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            self.state.deadline_hit = True
-            raise HostCallError(f"deadline exceeded waiting for {namespace} {operation}") from None
-        except concurrent.futures.CancelledError:
-            raise HostCallError(f"host call to {namespace} {operation} was cancelled") from None
+        return wait_host_call(self.state, self._loop, self._host_call, binding, namespace,
+                              operation, payload)
 
     def call(self, operation: str, payload: bytes, timeout: float) -> bytes:
         """One guest call (WIRE.md §1.4). Blocking; raises GuestCallError on any failure."""
@@ -299,7 +309,7 @@ class WasmbusInstance:
             raise self._trap_error(trap, operation, timeout) from None
         except wasmtime.WasmtimeError as exc:
             self.poisoned = True
-            raise GuestCallError(f"the actor failed in {operation}: {_first_line(exc)}",
+            raise GuestCallError(f"the actor failed in {operation}: {first_line(exc)}",
                                  "trap") from None
         finally:
             _current.instance = None
@@ -331,8 +341,8 @@ class WasmbusInstance:
             return GuestCallError(
                 f"{operation} trapped after the actor used {used >> 20} MiB of its "
                 f"{limit >> 20} MiB memory limit: it most likely ran out of memory "
-                f"(trap: {_first_line(trap)})", "memory")
-        return GuestCallError(f"{operation} trapped: {_first_line(trap)}", "trap")
+                f"(trap: {first_line(trap)})", "memory")
+        return GuestCallError(f"{operation} trapped: {first_line(trap)}", "trap")
 
     def _run_start_functions(self, exports: Any,
                              timeout: float) -> None:
@@ -357,7 +367,7 @@ class WasmbusInstance:
                 if trap.trap_code == wasmtime.TrapCode.INTERRUPT:
                     raise GuestCallError(f"{name} did not finish within {timeout:g} s",
                                          "timeout") from None
-                raise GuestCallError(f"{name} trapped: {_first_line(trap)}", "trap") from None
+                raise GuestCallError(f"{name} trapped: {first_line(trap)}", "trap") from None
             finally:
                 _current.instance = None
                 self._stdout.flush()
@@ -367,7 +377,7 @@ class WasmbusInstance:
         self.store.close()
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     """wasmtime messages carry a backtrace; the cause line is what a user needs."""
     text = str(exc)
     for line in text.splitlines():
