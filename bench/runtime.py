@@ -43,7 +43,7 @@ OP = "HttpServer.HandleRequest"
 
 
 def echo_wat(filler: int) -> str:
-    text = (ROOT / "actors" / "echo" / "echo.wat").read_text()
+    text = (ROOT / "actors" / "echo-wasmbus" / "echo.wat").read_text()
     if not filler:
         return text
     # Extra, never-called functions: same ABI surface, more code to compile.

@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "actor", help="start actor instances from a .wasm file (or an OCI reference)",
         description="Start an actor on a host. Without --host-id, hosts matching the "
         "--constraint labels are auctioned and the first to answer runs it.",
-        epilog="example: lattice start actor actors/echo/echo.wasm --count 2")
+        epilog="example: lattice start actor actors/echo-wasmbus/echo.wasm --count 2")
     p.add_argument("ref", metavar="REF", help="a .wasm path, file:// URL or OCI reference")
     p.add_argument("--count", type=int, default=1, metavar="N",
                    help="instances to start (default: 1)")

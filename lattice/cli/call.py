@@ -40,7 +40,7 @@ from lattice.rpc import Entity, RpcClient, RpcError
 from lattice.runtime import ActorLoadError, GuestCallError, RuntimeConfig
 
 EXAMPLE = """examples:
-  lattice call --wasm actors/echo/echo.wasm HttpServer.HandleRequest \\
+  lattice call --wasm actors/echo-wasmbus/echo.wasm HttpServer.HandleRequest \\
       --data '{"method": "GET", "path": "/hello", "queryString": "a=1", "body": "hi"}'
   lattice call echo HttpServer.HandleRequest --data '{"path": "/hello"}'   # on the lattice
 

@@ -16,7 +16,7 @@ from lattice.cli.host import host_config
 from lattice.keys import KeyPair, KeyRole
 from tests.cli.conftest import ACTOR_KEY, CLAIMS, HOST_ID, PROVIDER_KEY
 
-ECHO = ACTORS / "echo" / "echo.wasm"
+ECHO = ACTORS / "echo-wasmbus" / "echo.wasm"
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -163,7 +163,7 @@ def test_pure_helpers(tmp_path):
         file_ref(f"file://{tmp_path}/nope.wasm", suffixes=(".wasm",))
     local = local_actor(ECHO)
     assert local.name == "echo" and local.key.startswith("M")
-    assert local_actor(Path(ACTORS / "echo" / "echo.wat")).key == ""
+    assert local_actor(Path(ACTORS / "echo-wasmbus" / "echo.wat")).key == ""
 
 
 def test_a_host_that_never_reports_shows_progress_then_advice(capsys, url):

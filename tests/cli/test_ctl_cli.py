@@ -28,7 +28,7 @@ from tests.cli.conftest import BackgroundLoop
 
 pytestmark = pytest.mark.service
 
-ECHO = str(ACTORS / "echo" / "echo.wasm")
+ECHO = str(ACTORS / "echo-wasmbus" / "echo.wasm")
 REQUEST = '{"method": "GET", "path": "/hi", "queryString": "", "body": "yo"}'
 
 

@@ -153,5 +153,5 @@ async def test_echo_large_body_uses_bin32(runtime):
 
 
 def test_bundled_echo_is_the_tested_echo():
-    bundled = actors.ROOT / "echo" / "echo.wat"
+    bundled = actors.ROOT / "echo-wasmbus" / "echo.wat"
     assert bundled.read_text() == (HERE / "echo.wat").read_text()

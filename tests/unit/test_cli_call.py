@@ -12,18 +12,18 @@ from lattice.cli import main
 from lattice.wasm import strip_custom_sections
 from tests.actors import signed, wat
 
-ECHO = str(ACTORS / "echo" / "echo.wasm")
+ECHO = str(ACTORS / "echo-wasmbus" / "echo.wasm")
 REQUEST = '{"method": "GET", "path": "/hello", "queryString": "a=1", "body": "hi"}'
 
 
 def test_bundled_echo_is_signed_and_matches_its_source():
-    module = (ACTORS / "echo" / "echo.wasm").read_bytes()
+    module = (ACTORS / "echo-wasmbus" / "echo.wasm").read_bytes()
     claims = verify_module(module)
     assert claims.name == "echo" and claims.caps == ["wasmcloud:httpserver"]
-    source = wasmtime.wat2wasm((ACTORS / "echo" / "echo.wat").read_text())
+    source = wasmtime.wat2wasm((ACTORS / "echo-wasmbus" / "echo.wat").read_text())
     code = ("name", "jwt", "wasmcloud_jwt")
     assert strip_custom_sections(module, code) == strip_custom_sections(source, code), (
-        "actors/echo/echo.wasm is stale: rebuild it as actors/echo/README.md says")
+        "actors/echo-wasmbus/echo.wasm is stale: rebuild it as actors/echo-wasmbus/README.md says")
 
 
 def test_call_prints_the_decoded_http_response(capsys):
@@ -46,7 +46,7 @@ def test_call_json_output_names_the_actor(capsys, tmp_path):
 
 
 def test_unsigned_wat_is_refused_without_the_development_flag(capsys):
-    path = str(ACTORS / "echo" / "echo.wat")
+    path = str(ACTORS / "echo-wasmbus" / "echo.wat")
     assert main(["call", "--wasm", path, "HttpServer.HandleRequest", "--data", REQUEST]) == 1
     err = capsys.readouterr().err
     assert "no claims" in err and "--allow-unsigned" in err and "lattice claims sign" in err
