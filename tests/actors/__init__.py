@@ -5,8 +5,8 @@ Each ``NAME.wat`` here starts with a comment saying what it does and what it pro
     wat("echo")                                    # compiled, unsigned module bytes (cached)
     signed("forward", caps=["wasmcloud:keyvalue"]) # signed with fresh account/module keys
 
-``echo.wat`` is also the project's bundled demo actor (``actors/echo-wasmbus/echo.wat``); a test keeps
-the two copies identical.
+``echo.wat`` is also the project's bundled wasmbus actor (``actors/echo-wasmbus/echo.wat``); a
+test keeps the two copies identical.
 
 Payload builders for ``forward.wat``: :func:`forward_payload` and :func:`forward_many`.
 """
