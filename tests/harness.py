@@ -9,6 +9,7 @@ Provider tests use it to drive every operation "through the lattice with test ac
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 from pathlib import Path
@@ -28,10 +29,12 @@ TAP_CONTRACT = "lattice:tap"
 
 
 async def until(probe, timeout: float = 10.0):
-    """Poll ``probe()`` until it returns something truthy."""
+    """Poll ``probe()`` (plain or async) until it returns something truthy."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = probe()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         await asyncio.sleep(0.05)

@@ -81,8 +81,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "without claiming them (the behaviour of wasmCloud 0.62+ hosts)")
     p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                    help="deadline for the call, host calls included (default: 10)")
-    p.add_argument("--memory-limit", type=int, default=64, metavar="MIB",
-                   help="(--wasm) linear memory cap per actor instance in MiB (default: 64)")
+    p.add_argument("--memory-limit", type=int, default=None, metavar="MIB",
+                   help="(--wasm) linear memory cap per actor instance in MiB (default: 64 for "
+                   "wasmbus modules, 128 for Python components)")
     p.add_argument("--json", action="store_true",
                    help="print a JSON document with the actor, operation and result")
     add_lattice_options(p, timeout=None, json_flag=False)
@@ -96,7 +97,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.timeout <= 0:
         raise CliError("--timeout must be a positive number of seconds")
-    if args.memory_limit < 1:
+    if args.memory_limit is not None and args.memory_limit < 1:
         raise CliError("--memory-limit must be at least 1 (MiB)")
     _split_names(args)
     op = _known_operation(args.operation)
@@ -107,8 +108,10 @@ def run(args: argparse.Namespace) -> int:
     actor_log = logging.getLogger("lattice.actor")
     if actor_log.getEffectiveLevel() > logging.INFO:
         actor_log.setLevel(logging.INFO)
-    config = RuntimeConfig(call_timeout=args.timeout, memory_limit=args.memory_limit << 20,
-                           allow_unsigned=args.allow_unsigned)
+    limits = {} if args.memory_limit is None else {
+        "memory_limit": args.memory_limit << 20, "component_memory_limit": args.memory_limit << 20}
+    config = RuntimeConfig(call_timeout=args.timeout, allow_unsigned=args.allow_unsigned,
+                           **limits)
     return asyncio.run(_call(args, op, payload, config))
 
 

@@ -44,7 +44,11 @@ _WASI = "wasi_snapshot_preview1"
 @dataclass(frozen=True)
 class RuntimeConfig:
     call_timeout: float = 10.0          # seconds a guest call may take, host calls included
-    memory_limit: int = 64 * 1024 * 1024  # bytes of linear memory per instance
+    memory_limit: int = 64 * 1024 * 1024  # bytes of linear memory per wasmbus instance
+    # Per component instance: CPython itself takes ~15 MiB before any request, and a request
+    # body exists about four times while it is decoded (UTF-8 in the canonical ABI, str, bytes,
+    # msgpack), so a 10 MB upload needs ~60 MiB on top.
+    component_memory_limit: int = 128 * 1024 * 1024
     max_instances: int = 1              # default pool size per actor (a host sets it per actor)
     cache_dir: Path | None = None       # None: the user cache dir; see disk_cache
     disk_cache: bool = True             # keep compiled modules on disk between runs
@@ -97,6 +101,8 @@ class Runtime:
             assert isinstance(compiled, wc.Component)
             check_component(compiled, self.engine, identity.name)
             linker, comp = self._component_linker, compiled
+            limits = InstanceLimits(self.config.component_memory_limit,
+                                    self._ticker.ticks_for)
 
             def make(label: str, hc: HostCallFn) -> Instance:
                 return ComponentInstance(self.engine, linker, comp, label, limits, hc, loop,

@@ -394,16 +394,19 @@ class Listener:
             data = await bridge.call_actor(self.actor, HANDLE_REQUEST, payload,
                                            timeout=self.settings.timeout)
         except RpcError as exc:
-            log.debug("actor call failed", extra={"actor": self.actor, "error": str(exc),
-                                                  "kind": exc.kind})
+            # The HTTP client only sees a bare 500/503 (as from the reference provider), so the
+            # reason must reach the operator's log.
+            log.warning("actor call failed", extra={"actor": self.actor, "error": str(exc),
+                                                    "kind": exc.kind})
             return 503 if exc.kind == "timeout" else 500
         except Exception as exc:
-            log.debug("actor call failed", extra={"actor": self.actor, "error": str(exc)})
+            log.warning("actor call failed", extra={"actor": self.actor, "error": str(exc)})
             return 500
         try:
             return _OP.decode_output(data)
         except contracts.CodecError as exc:
-            log.debug("undecodable HttpResponse", extra={"actor": self.actor, "error": str(exc)})
+            log.warning("undecodable HttpResponse", extra={"actor": self.actor,
+                                                           "error": str(exc)})
             return 500
 
     def answer(self, result: HttpResponse | int, origin: str | None) -> web.Response:

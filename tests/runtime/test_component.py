@@ -127,7 +127,7 @@ async def test_slow_host_call_times_the_guest_call_out(rt, signed):
 
 
 async def test_memory_cap_stops_a_hungry_actor_not_the_host(rt, signed):
-    actor = await rt(memory_limit=96 << 20).load(signed)
+    actor = await rt(component_memory_limit=96 << 20).load(signed)
     assert await actor.call("Alloc", b"8") == b"8"
     with pytest.raises(GuestCallError) as err:
         await actor.call("Alloc", b"200")
