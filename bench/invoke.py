@@ -135,8 +135,8 @@ def main() -> None:
         try:
             responder, _ = spawn(RESPONDER, server.url, RAW_SUBJECT)
             procs.append(responder)
-            host, line = spawn(HOST, server.url, cluster.seed,
-                               str(ROOT / "actors" / "echo-wasmbus" / "echo.wasm"), str(args.instances))
+            echo = ROOT / "actors" / "echo-wasmbus" / "echo.wasm"
+            host, line = spawn(HOST, server.url, cluster.seed, str(echo), str(args.instances))
             procs.append(host)
             actor_key = line.split()[1]
             results = asyncio.run(measure(server.url, cluster, actor_key, args.seconds,

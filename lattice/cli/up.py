@@ -56,6 +56,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="host label (repeatable)")
     p.add_argument("--allow-unsigned", action="store_true",
                    help="DEVELOPMENT ONLY: let the host run unsigned actor modules")
+    p.add_argument("--demo", action="store_true",
+                   help="also deploy the kvcounter sample app on embedded defaults (httpserver, "
+                   "keyvalue-nats, blobstore-fs, sqldb-sqlite) and print its URL")
+    p.add_argument("--port", type=int, default=8080,
+                   help="with --demo: the HTTP port kvcounter serves on (default 8080)")
     add_lattice_options(p, timeout=None)
     p.set_defaults(handler=run_up)
 
@@ -192,6 +197,7 @@ def run_up(args: argparse.Namespace) -> int:
                        f"{record.get('host_id')}, pid {record.get('host_pid')}, NATS "
                        f"{record.get('nats_url')}): stop it first with `lattice down`")
     paths.private_dir(paths.state_dir())
+    args.demo_actor = _prepare_demo(args) if args.demo else None
     cluster_seed = ensure_cluster_seed()
     host_key = KeyPair.generate(KeyRole.SERVER)  # chosen here, so we know the host id to wait for
     nats = _start_nats(args)
@@ -230,7 +236,44 @@ def _up_detached(args: argparse.Namespace, record: dict[str, Any], host_key: Key
     record["friendly_name"] = name
     _write_record(record)
     _print_up(args, record, detached=True)
+    if args.demo_actor:
+        try:
+            demo = asyncio.run(_deploy_demo(args, record["host_id"]))
+        except CliError:
+            note("the lattice stays up: fix the problem and retry, or stop it with "
+                 "`lattice down`")
+            raise
+        _print_demo(args, demo)
     return 0
+
+
+def _prepare_demo(args: argparse.Namespace) -> Path:
+    from lattice.demo import DemoError, build_demo_actor, check_port
+
+    try:
+        check_port(args.port)
+        return build_demo_actor(note)
+    except DemoError as exc:
+        raise CliError(str(exc)) from None
+
+
+async def _deploy_demo(args: argparse.Namespace, host_id: str) -> Any:
+    from lattice.demo import DemoError, deploy
+
+    try:
+        return await deploy(NatsOptions(url=args.nats_url, creds=args.nats_creds), args.lattice,
+                            host_id, args.demo_actor, args.port, note)
+    except DemoError as exc:
+        raise CliError(f"the demo could not be deployed: {exc}") from None
+
+
+def _print_demo(args: argparse.Namespace, demo: Any) -> None:
+    emit({"url": demo.url, "actor_id": demo.actor_id, "providers": demo.providers}, args.json,
+         f"kvcounter is serving at {demo.url}\n"
+         f"  try     curl {demo.url}counter      (each request adds one)\n"
+         f"  Redis   lattice start provider keyvalue-redis && lattice link put kvcounter "
+         f"keyvalue-redis wasmcloud:keyvalue URL=redis://127.0.0.1:6379/")
+    sys.stdout.flush()
 
 
 async def _wait_for_host(args: argparse.Namespace, host_id: str,
@@ -290,6 +333,12 @@ def _up_foreground(args: argparse.Namespace, record: dict[str, Any], host_key: K
                       friendly_name=host.friendly_name)
         _write_record(record)
         _print_up(args, record, detached=False)
+        if args.demo_actor:
+            try:
+                _print_demo(args, await _deploy_demo(args, host.host_id))
+            except CliError:
+                await host.stop()
+                raise
         await host.run_until_stopped()
 
     try:
