@@ -14,7 +14,8 @@ from lattice import __version__, logs
 from lattice.cli._common import CliError, fail
 
 # Subcommand modules, in the order ``lattice --help`` lists them.
-_COMMANDS = ["up", "host", "get", "actor", "link", "call", "build", "claims", "keys"]
+_COMMANDS = ["up", "host", "get", "actor", "link", "app", "call", "build",
+             "claims", "keys"]
 
 
 def build_parser() -> argparse.ArgumentParser:

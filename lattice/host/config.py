@@ -31,3 +31,12 @@ class HostConfig:
     shutdown_grace: float = 10.0            # seconds to let in-flight calls finish on stop
     state_dir: Path | None = None           # provider cache etc.; default lattice.paths
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    # App reconciler (docs/operations.md): runs in every host, one leader per lattice.
+    reconciler: bool = True
+    reconcile_interval: float = 5.0         # seconds between periodic passes (events trigger more)
+    host_expiry: float | None = None        # silent this long → gone; default 3x heartbeat
+    lease_ttl: float = 6.0                  # a dead leader is replaced within this many seconds
+
+    def __post_init__(self) -> None:
+        if self.host_expiry is None:
+            self.host_expiry = 3 * self.heartbeat_interval

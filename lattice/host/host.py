@@ -29,6 +29,7 @@ from lattice.host.config import HostConfig
 from lattice.host.control import ControlServer
 from lattice.host.events import EventPublisher
 from lattice.host.providers import ProviderStartError, ProviderSupervisor
+from lattice.host.reconciler import Reconciler
 from lattice.host.store import LatticeStore
 from lattice.keys import KeyPair, KeyRole
 from lattice.links import LinkDefinition
@@ -91,6 +92,7 @@ class Host:
         self._stop_requested = asyncio.Event()
         self._stopped = asyncio.Event()
         self._heartbeat: asyncio.Task[None] | None = None
+        self.reconciler: Reconciler | None = None
         self._signals: list[int] = []
         self.running = False
 
@@ -121,6 +123,9 @@ class Host:
         self.control = ControlServer(self)
         await self.store.open()
         await self.control.start()
+        self.reconciler = Reconciler(self) if cfg.reconciler else None
+        if self.reconciler:
+            await self.reconciler.start()
         self.started_at = time.time()
         self.running = True
         self._install_signal_handlers()
@@ -145,6 +150,8 @@ class Host:
         self.running = False
         self._stop_requested.set()
         log.info("host stopping", extra={"host_id": self.host_id})
+        if self.reconciler:
+            await self.reconciler.stop()
         await self.control.stop()
         await self.actors.unsubscribe_all()          # no new invocations...
         await self.actors.drain(self.config.shutdown_grace)  # ...and let in-flight ones finish

@@ -1,0 +1,195 @@
+"""``lattice app deploy|undeploy|list|status|history``: declarative apps (shared/MANIFEST.md).
+
+Deploy validates the manifest here, before anything starts (every problem listed, each naming
+its component), makes local image paths absolute, and records the version in the lattice's app
+bucket; the reconciler leader (running inside the hosts) does the rest. ``--wait`` follows the
+app's status until it is deployed (or failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lattice.app.manifest import ManifestError, load_manifest
+from lattice.app.store import AppState, AppStore, AppStoreError
+from lattice.cli._common import (
+    CliError,
+    add_lattice_options,
+    ctl_session,
+    emit,
+    note,
+    run_async,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    app = sub.add_parser("app", help="deploy and inspect declarative apps (manifests)",
+                         description="Apps are wadm-style manifests (core.oam.dev/v1beta1); "
+                         "the reconciler inside the hosts keeps them running.")
+    cmds = app.add_subparsers(dest="app_command", metavar="COMMAND", required=True)
+
+    p = cmds.add_parser("deploy", help="deploy (or upgrade to) the manifest's version",
+                        epilog="example: lattice app deploy examples/kvcounter.yaml")
+    p.add_argument("file", metavar="FILE", help="the manifest (YAML)")
+    p.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
+                   help="follow the status until deployed (0: return at once; default 60)")
+    add_lattice_options(p)
+    p.set_defaults(handler=lambda a: run_async(_deploy(a)))
+
+    p = cmds.add_parser("undeploy", help="stop everything the app started and delete its links")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
+                   help="wait until the app is undeployed (0: return at once; default 30)")
+    add_lattice_options(p)
+    p.set_defaults(handler=lambda a: run_async(_undeploy(a)))
+
+    p = cmds.add_parser("list", help="apps in the lattice with version and status")
+    add_lattice_options(p)
+    p.set_defaults(handler=lambda a: run_async(_list(a)))
+
+    p = cmds.add_parser("status", help="an app's status, with a reason per unsatisfied scaler")
+    p.add_argument("name", metavar="NAME")
+    add_lattice_options(p)
+    p.set_defaults(handler=lambda a: run_async(_status(a)))
+
+    p = cmds.add_parser("history", help="every version of an app ever deployed")
+    p.add_argument("name", metavar="NAME")
+    add_lattice_options(p)
+    p.set_defaults(handler=lambda a: run_async(_history(a)))
+
+
+async def _store(ctl: Any) -> AppStore:
+    return await AppStore(ctl.nc.jetstream(), ctl.lattice).open()
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _load(path: str) -> Any:
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        manifest = load_manifest(text)
+    except ManifestError as exc:
+        raise CliError(f"{path} is not a valid app manifest:\n{exc}") from None
+    for warning in manifest.warnings:
+        note(f"warning: {warning}")
+    # Image paths are relative to the manifest; hosts get absolute ones.
+    return manifest.resolve_paths(file.resolve().parent)
+
+
+async def _deploy(args: argparse.Namespace) -> int:
+    manifest = _load(args.file)
+    async with ctl_session(args) as ctl:
+        store = await _store(ctl)
+        try:
+            _, new = await store.deploy(manifest)
+        except AppStoreError as exc:
+            raise CliError(str(exc)) from None
+        what = "deployed" if new else "re-deployed"
+        note(f"{what} {manifest.name} {manifest.version}; the reconciler takes it from here")
+        state = await _follow(store, manifest.name, manifest.version, args.wait,
+                              done=("deployed", "failed"))
+    _print_state(args, manifest.name, state)
+    if state and state.status == "failed":
+        return 1
+    return 0
+
+
+async def _undeploy(args: argparse.Namespace) -> int:
+    async with ctl_session(args) as ctl:
+        store = await _store(ctl)
+        try:
+            await store.undeploy(args.name)
+        except AppStoreError as exc:
+            raise CliError(str(exc)) from None
+        note(f"undeploying {args.name}")
+        state = await _follow(store, args.name, None, args.wait, done=("undeployed",))
+    _print_state(args, args.name, state)
+    return 0
+
+
+async def _follow(store: AppStore, name: str, version: str | None, wait: float,
+                  done: tuple[str, ...]) -> AppState | None:
+    """The app's state once it reaches one of ``done`` for ``version`` (or the wait ends)."""
+    deadline = time.monotonic() + wait
+    shown = ""
+    state = await store.state(name)
+    while time.monotonic() < deadline:
+        state = await store.state(name)
+        if state and state.version == version and state.status in done:
+            return state
+        if state and state.version == version:
+            line = "; ".join(state.reasons) or state.status
+            if line != shown:
+                note(f"  {state.status}: {line}")
+                shown = line
+        await asyncio.sleep(0.25)
+    if wait > 0:
+        note(f"still {state.status if state else 'waiting for the reconciler'} after "
+             f"{wait:g} s: check `lattice app status {name}` (is a host running?)")
+    return state
+
+
+def _print_state(args: argparse.Namespace, name: str, state: AppState | None) -> None:
+    if state is None:
+        emit({"name": name, "status": "unknown"}, args.json,
+             f"{name}: no status yet (the reconciler runs inside the hosts: is one running?)")
+        return
+    lines = [f"{name} {state.version or ''}: {state.status}".replace("  ", " ")]
+    for s in state.scalers:
+        mark = "ok " if s["satisfied"] else "…  "
+        lines.append(f"  {mark}{s['reason'] or s['component'] + ' ' + s['kind']}")
+    for reason in state.reasons:
+        if not any(reason == s["reason"] for s in state.scalers):
+            lines.append(f"  {reason}")
+    emit({"name": name, **vars(state)}, args.json, "\n".join(lines))
+
+
+async def _list(args: argparse.Namespace) -> int:
+    async with ctl_session(args) as ctl:
+        store = await _store(ctl)
+        rows = []
+        for name in await store.names():
+            record = await store.get(name)
+            state = await store.state(name)
+            rows.append({"name": name, "deployed": record.deployed if record else None,
+                         "latest": record.versions[-1].version if record and record.versions
+                         else None, "status": state.status if state else "unknown"})
+    text = "\n".join(f"{r['name']:24} {r['deployed'] or '-':12} {r['status']}" for r in rows)
+    emit(rows, args.json, f"{'NAME':24} {'VERSION':12} STATUS\n{text}" if rows else
+         "No apps in this lattice: deploy one with `lattice app deploy FILE`")
+    return 0
+
+
+async def _status(args: argparse.Namespace) -> int:
+    async with ctl_session(args) as ctl:
+        store = await _store(ctl)
+        if await store.get(args.name) is None:
+            raise CliError(f"no app named {args.name}: see `lattice app list`")
+        state = await store.state(args.name)
+    _print_state(args, args.name, state)
+    return 0
+
+
+async def _history(args: argparse.Namespace) -> int:
+    async with ctl_session(args) as ctl:
+        store = await _store(ctl)
+        record = await store.get(args.name)
+    if record is None:
+        raise CliError(f"no app named {args.name}: see `lattice app list`")
+    rows = [{"version": v.version, "deployed_at": v.deployed_at,
+             "current": v.version == record.deployed} for v in record.versions]
+    emit(rows, args.json, "\n".join(
+        f"{'*' if r['current'] else ' '} {r['version']:12} {_when(r['deployed_at'])}"
+        for r in rows))
+    return 0
