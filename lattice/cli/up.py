@@ -57,8 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-unsigned", action="store_true",
                    help="DEVELOPMENT ONLY: let the host run unsigned actor modules")
     p.add_argument("--demo", action="store_true",
-                   help="also deploy the kvcounter sample app on embedded defaults (httpserver, "
-                   "keyvalue-nats, blobstore-fs, sqldb-sqlite) and print its URL")
+                   help="also build actors/kvcounter and deploy examples/kvcounter.yaml (the "
+                   "kvcounter app on the embedded defaults: httpserver, keyvalue-nats, "
+                   "blobstore-fs, sqldb-sqlite), then print its URL")
     p.add_argument("--port", type=int, default=8080,
                    help="with --demo: the HTTP port kvcounter serves on (default 8080)")
     add_lattice_options(p, timeout=None)
@@ -238,7 +239,7 @@ def _up_detached(args: argparse.Namespace, record: dict[str, Any], host_key: Key
     _print_up(args, record, detached=True)
     if args.demo_actor:
         try:
-            demo = asyncio.run(_deploy_demo(args, record["host_id"]))
+            demo = asyncio.run(_deploy_demo(args))
         except CliError:
             note("the lattice stays up: fix the problem and retry, or stop it with "
                  "`lattice down`")
@@ -257,19 +258,20 @@ def _prepare_demo(args: argparse.Namespace) -> Path:
         raise CliError(str(exc)) from None
 
 
-async def _deploy_demo(args: argparse.Namespace, host_id: str) -> Any:
+async def _deploy_demo(args: argparse.Namespace) -> Any:
     from lattice.demo import DemoError, deploy
 
     try:
         return await deploy(NatsOptions(url=args.nats_url, creds=args.nats_creds), args.lattice,
-                            host_id, args.demo_actor, args.port, note)
+                            args.port, note)
     except DemoError as exc:
         raise CliError(f"the demo could not be deployed: {exc}") from None
 
 
 def _print_demo(args: argparse.Namespace, demo: Any) -> None:
-    emit({"url": demo.url, "actor_id": demo.actor_id, "providers": demo.providers}, args.json,
+    emit({"url": demo.url, "app": demo.app}, args.json,
          f"kvcounter is serving at {demo.url}\n"
+         f"  status  lattice app status {demo.app}\n"
          f"  try     curl {demo.url}counter      (each request adds one)\n"
          f"  Redis   lattice start provider keyvalue-redis && lattice link put kvcounter "
          f"keyvalue-redis wasmcloud:keyvalue URL=redis://127.0.0.1:6379/")
@@ -335,7 +337,7 @@ def _up_foreground(args: argparse.Namespace, record: dict[str, Any], host_key: K
         _print_up(args, record, detached=False)
         if args.demo_actor:
             try:
-                _print_demo(args, await _deploy_demo(args, host.host_id))
+                _print_demo(args, await _deploy_demo(args))
             except CliError:
                 await host.stop()
                 raise
