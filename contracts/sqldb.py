@@ -68,6 +68,19 @@ def encode_rows(rows: list[list[Any]]) -> bytes:
         raise CodecError(f"QueryResult.rows: cannot CBOR-encode rows: {exc}") from None
 
 
+def has_break(value: Any) -> bool:
+    """Whether a decoded CBOR value holds a stray "break" code. cbor2 5.x (pinned for its
+    pure-Python codec, which Python actors use) returns one as ``break_marker`` where the RFC
+    says the data is invalid; 6.x raises."""
+    if value is cbor2.break_marker:
+        return True
+    if isinstance(value, list):
+        return any(has_break(v) for v in value)
+    if isinstance(value, dict):
+        return any(has_break(k) or has_break(v) for k, v in value.items())
+    return False
+
+
 def decode_rows(data: bytes) -> list[Any]:
     """The CBOR ``rows`` blob -> list of rows. Zero-length -> ``[]``.
 
@@ -79,6 +92,8 @@ def decode_rows(data: bytes) -> list[Any]:
         value = cbor2.loads(data)
         if isinstance(value, str):
             value = json.loads(value)
+        elif has_break(value):
+            raise ValueError("a stray break code")
     except (cbor2.CBORDecodeError, ValueError, TypeError) as exc:
         raise CodecError(f"cannot decode QueryResult.rows: invalid CBOR ({exc})") from None
     if not isinstance(value, list):

@@ -35,6 +35,7 @@ from contracts.sqldb import (
     SqlDbError,
     Statement,
     encode_rows,
+    has_break,
 )
 from lattice.links import LinkDefinition
 from lattice.provider import Context, InvalidParameter, Provider, ProviderError
@@ -67,6 +68,8 @@ def decode_parameters(parameters: list[bytes] | None) -> list[Any]:
             raise ParameterError(f"parameter ${position} is empty (expected one CBOR item)")
         try:
             value = cbor2.loads(bytes(raw))
+            if has_break(value):
+                raise ValueError("a stray break code")
         except (cbor2.CBORDecodeError, ValueError, TypeError) as exc:
             raise ParameterError(f"parameter ${position} is not valid CBOR: {exc}") from None
         if isinstance(value, bytearray | memoryview):

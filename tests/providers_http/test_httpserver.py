@@ -258,6 +258,9 @@ async def test_unlink_frees_the_port_and_a_busy_port_rejects_the_link(
     await lattice.unlink(first, HTTPSERVER)
     await wait_closed(port)
     with socket.socket() as again:  # the port is really free: another server can bind it
+        # SO_REUSEADDR, as any server sets: our HTTP request may leave a TIME_WAIT on the port,
+        # which blocks a plain bind but not a server (a live listener would still block it).
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         again.bind(("127.0.0.1", port))
         again.listen()
 
