@@ -14,7 +14,7 @@ from lattice import __version__, logs
 from lattice.cli._common import CliError, fail
 
 # Subcommand modules, in the order ``lattice --help`` lists them.
-_COMMANDS = ["up", "host", "get", "actor", "link", "app", "call", "build",
+_COMMANDS = ["up", "host", "get", "actor", "link", "app", "call", "artifacts", "build",
              "claims", "keys"]
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lattice.claims import ClaimsError, extract_claims
+from lattice.cli import artifacts
 from lattice.cli._common import (
     CliError,
     Progress,
@@ -276,6 +277,7 @@ async def _start_actor(args: argparse.Namespace) -> int:
     local = local_actor(path)
     label = local.name or local.key or args.ref
     async with ctl_session(args) as ctl:
+        ref = await artifacts.upload_for_start(ctl.nc, ctl.lattice, args.ref, ref, path)
         host_id, host_name = await _placed(
             ctl, args, lambda c, limit: ctl.auction_actor(ref, c, wait=ctl.timeout, limit=limit),
             f"actor {label}")
@@ -437,6 +439,7 @@ async def _update_actor(args: argparse.Namespace) -> int:
     ref, path = file_ref(args.ref, suffixes=(".wasm", ".wat"))
     local = local_actor(path)
     async with ctl_session(args) as ctl:
+        ref = await artifacts.upload_for_start(ctl.nc, ctl.lattice, args.ref, ref, path)
         invs = await _inventories(ctl, args.host_id)
         key = _running_actor(invs, args.actor, ctl.lattice)
         if local.key and local.key != key:
@@ -478,11 +481,12 @@ async def _update_actor(args: argparse.Namespace) -> int:
 
 
 async def _start_provider(args: argparse.Namespace) -> int:
-    ref, _ = file_ref(args.ref, suffixes=(".par", ".gz"))
+    ref, path = file_ref(args.ref, suffixes=(".par", ".gz"))
     config = ""
     if args.config is not None:
         config = json.dumps(read_data_arg(args.config))  # validated JSON, as HostData wants
     async with ctl_session(args) as ctl:
+        ref = await artifacts.upload_for_start(ctl.nc, ctl.lattice, args.ref, ref, path)
         host_id, host_name = await _placed(
             ctl, args, lambda c, limit: ctl.auction_provider(ref, args.link_name, c,
                                                               wait=ctl.timeout, limit=limit),

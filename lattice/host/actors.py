@@ -22,6 +22,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from lattice import claims as claims_mod
+from lattice.artifacts import ArtifactError, fetch, is_remote_ref
 from lattice.connect import settle
 from lattice.local import read_module
 from lattice.rpc import Rejected, accept, reply, subjects
@@ -67,8 +68,8 @@ def resolve_file_ref(ref: str, allow_file_load: bool) -> Path:
     if ref.startswith("file://"):
         path = Path(unquote(urlparse(ref).path))
     elif "://" in ref:
-        raise ActorCommandError(f"cannot fetch {ref}: this host loads actors from file paths "
-                                "(file:// or a plain path)")
+        raise ActorCommandError(f"cannot fetch {ref}: this host loads actors from lattice://, "
+                                "oci:// (or host/repo:tag), file:// and plain paths")
     else:
         path = Path(ref)
     if not allow_file_load:
@@ -77,6 +78,17 @@ def resolve_file_ref(ref: str, allow_file_load: bool) -> Path:
     if not path.is_file():
         raise ActorCommandError(f"{path} does not exist on host (or is not a file)")
     return path
+
+
+async def resolve_ref(host: Host, ref: str) -> Path:
+    """A local path for ``ref``: fetched and verified (``lattice://``, OCI), or a file."""
+    if not is_remote_ref(ref):
+        return resolve_file_ref(ref, host.config.allow_file_load)
+    try:
+        return await fetch(ref, nc=host.ctl_nc, lattice=host.lattice,
+                           js_domain=host.config.js_domain)
+    except ArtifactError as exc:
+        raise ActorCommandError(str(exc)) from None
 
 
 def claims_record(actor: Actor) -> dict[str, str]:
@@ -116,7 +128,7 @@ class ActorManager:
         if count < 1:
             raise ActorCommandError("count must be at least 1")
         annotations = dict(annotations or {})
-        path = resolve_file_ref(ref, self.host.config.allow_file_load)
+        path = await resolve_ref(self.host, ref)
         try:
             wasm = read_module(path)
         except ActorLoadError as exc:
@@ -235,7 +247,7 @@ class ActorManager:
         running = self.actors.get(key)
         if running is None:
             raise ActorCommandError(f"actor {key} is not running on this host")
-        path = resolve_file_ref(new_ref, self.host.config.allow_file_load)
+        path = await resolve_ref(self.host, new_ref)
         try:
             wasm = read_module(path)
         except ActorLoadError as exc:

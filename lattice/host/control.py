@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from nats.aio.msg import Msg
 
+from lattice.artifacts import set_registry_credentials
 from lattice.connect import settle
 from lattice.host.actors import ActorCommandError
 from lattice.links import LinkDefinition
@@ -199,7 +200,13 @@ class ControlServer:
                                                           "labels": dict(self.host.labels)})
 
     async def _registries(self, msg: Msg) -> None:
-        await self._respond(msg, ack())  # credentials matter once hosts pull from registries
+        """``registries.put``: credentials for OCI registries, used by every later pull."""
+        try:
+            set_registry_credentials(self._body(msg))
+        except ValueError as exc:
+            await self._respond(msg, ack(f"invalid registries.put body: {exc}"))
+            return
+        await self._respond(msg, ack())
 
     # ---- host commands ---------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from lattice import par
+from lattice.artifacts import ArtifactError, fetch, is_remote_ref
 from lattice.connect import NatsConnectError, NatsOptions, read_creds
 from lattice.host.events import EventPublisher
 from lattice.keys import KeyPair, KeyRole
@@ -330,12 +331,18 @@ class ProviderSupervisor:
         if not text:
             raise ProviderStartError("no provider reference given")
         unsupported = ProviderStartError(
-            f"cannot start provider {ref!r}: OCI and other registry references are not "
-            "supported; use a provider name (e.g. kvmem), a path to an executable or a "
-            ".par/.par.gz archive")
+            f"cannot start provider {ref!r}: use a provider name (e.g. kvmem), a path to an "
+            "executable or a .par/.par.gz archive, a lattice:// reference or an OCI reference "
+            "(oci://host/repo:tag)")
         package = _PACKAGE_REF.fullmatch(text)
         if text.startswith("file://"):
             path = Path(unquote(urlparse(text).path))
+        elif is_remote_ref(text):  # the lattice's artifact store or an OCI registry
+            try:
+                path = await fetch(text, nc=self.nc, lattice=self.lattice,
+                                   js_domain=self.js_domain)
+            except ArtifactError as exc:
+                raise ProviderStartError(str(exc)) from None
         elif "://" in text:
             raise unsupported
         elif package:

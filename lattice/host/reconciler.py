@@ -73,6 +73,7 @@ class Reconciler:
         self._sub: Any = None
         self._watch: Any = None
         self.leader = False
+        self._stopping = False
         self.reconciles = 0  # observable for tests
 
     async def start(self) -> None:
@@ -88,11 +89,15 @@ class Reconciler:
         self._watch_task = asyncio.create_task(self._watch_apps(), name="lattice-app-watch")
 
     async def stop(self) -> None:
+        # A flag as well as cancel(): a NATS request cancelled mid-flight may swallow the
+        # CancelledError, and the loop must still end.
+        self._stopping = True
+        self._trigger.set()
         for task in (self._task, getattr(self, "_watch_task", None)):
             if task:
                 task.cancel()
                 with contextlib.suppress(BaseException):
-                    await task
+                    await asyncio.wait_for(task, 5)
         for closer in (getattr(self._sub, "unsubscribe", None),
                        getattr(self._watch, "stop", None)):
             if closer:
@@ -136,6 +141,8 @@ class Reconciler:
 
     async def _watch_apps(self) -> None:
         async for _entry in self._watch:
+            if self._stopping:
+                return
             self._trigger.set()
 
     # ---- the loop ---------------------------------------------------------------------------
@@ -143,12 +150,14 @@ class Reconciler:
     async def _run(self) -> None:
         renew = self.lease_ttl / 3
         next_pass = 0.0
-        while True:
+        while not self._stopping:
             was = self.leader
             self.leader = await self.lease.refresh()
             if self.leader and not was:
                 await self._became_leader()
                 next_pass = 0.0
+            if self._stopping:
+                break
             if self.leader and (self._trigger.is_set() or time.monotonic() >= next_pass):
                 self._trigger.clear()
                 await asyncio.sleep(0.2)  # debounce a burst of events into one pass

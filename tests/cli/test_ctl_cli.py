@@ -4,6 +4,7 @@ driven through ``lattice get|start|stop|scale|update|link|call`` and ``lattice u
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -93,7 +94,8 @@ def test_get_shows_what_runs(lattice: Lattice):
     inv = lattice.inventory()
     (actor,) = inv["actors"]
     assert actor["name"] == "echo" and len(actor["instances"]) == 1
-    assert actor["image_ref"] == f"file://{Path(ECHO).resolve()}"
+    digest = hashlib.sha256(Path(ECHO).read_bytes()).hexdigest()
+    assert actor["image_ref"] == f"lattice://sha256:{digest}/echo.wasm"  # uploaded, not a path
     out, _ = lattice.cli("get", "inventory")
     assert f"Host {host.host_id} ({host.friendly_name})" in out and actor["id"] in out
     eventually(lambda: any(c["sub"] == actor["id"] for c in lattice.json("get", "claims")))

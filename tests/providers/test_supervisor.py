@@ -23,7 +23,7 @@ from lattice import jwt, par
 from lattice.connect import NatsOptions, connect
 from lattice.host.providers import ProviderStartError, derived_key
 from lattice.keys import KeyPair, KeyRole
-from lattice.natsd import NatsServer
+from lattice.natsd import NatsServer, free_port
 from lattice.rpc import RpcError
 from tests.providers.conftest import (
     KV,
@@ -124,8 +124,8 @@ async def test_unknown_refs_fail_with_clear_errors(lattice: Lattice, tmp_path: P
     lat = lattice
     with pytest.raises(ProviderStartError, match=r"no provider named 'nosuch'.*kvmem"):
         await lat.sup.start("nosuch")
-    with pytest.raises(ProviderStartError, match="registry references are not supported"):
-        await lat.sup.start("ghcr.io/acme/kv:1.0")
+    with pytest.raises(ProviderStartError, match=r"cannot reach the OCI registry 127\.0\.0\.1:"):
+        await lat.sup.start(f"127.0.0.1:{free_port()}/acme/kv:1.0")
     script = kvmem_script(tmp_path / "kv.sh")
     with pytest.raises(ProviderStartError, match="needs its contract id"):
         await lat.sup.start(str(script))
