@@ -1,9 +1,10 @@
 """``lattice app deploy|undeploy|list|status|history``: declarative apps (shared/MANIFEST.md).
 
 Deploy validates the manifest here, before anything starts (every problem listed, each naming
-its component), makes local image paths absolute, and records the version in the lattice's app
-bucket; the reconciler leader (running inside the hosts) does the rest. ``--wait`` follows the
-app's status until it is deployed (or failed).
+its component), uploads local image files into the lattice's artifact store (so hosts on other
+machines can run them), and records the version in the lattice's app bucket; the reconciler
+leader (running inside the hosts) does the rest. ``--wait`` follows the app's status until it
+is deployed (or failed).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 from lattice.app.manifest import ManifestError, load_manifest
 from lattice.app.store import AppState, AppStore, AppStoreError
+from lattice.app.upload import local_image, upload_images
+from lattice.artifacts import ArtifactError
 from lattice.cli._common import (
     CliError,
     add_lattice_options,
@@ -83,13 +86,21 @@ def _load(path: str) -> Any:
         raise CliError(f"{path} is not a valid app manifest:\n{exc}") from None
     for warning in manifest.warnings:
         note(f"warning: {warning}")
-    # Image paths are relative to the manifest; hosts get absolute ones.
-    return manifest.resolve_paths(file.resolve().parent)
+    return manifest
 
 
 async def _deploy(args: argparse.Namespace) -> int:
     manifest = _load(args.file)
+    base = Path(args.file).resolve().parent  # image paths are relative to the manifest
+    for comp in manifest.components:
+        if comp.image.startswith(("./", "../", "/")) and local_image(comp.image, base) is None:
+            raise CliError(f"component {comp.name}: image {comp.image} is not a file (relative "
+                           f"to {base}); build it first, e.g. `lattice build DIR`")
     async with ctl_session(args) as ctl:
+        try:  # local files go into the lattice's artifact store: hosts need no shared disk
+            manifest = await upload_images(ctl.nc, ctl.lattice, manifest, base, note)
+        except ArtifactError as exc:
+            raise CliError(str(exc)) from None
         store = await _store(ctl)
         try:
             _, new = await store.deploy(manifest)

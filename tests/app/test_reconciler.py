@@ -4,6 +4,7 @@ status from what the hosts report, and work moves off a host killed with SIGKILL
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import signal
 import subprocess
 import sys
@@ -56,9 +57,12 @@ async def state_of(lattice: Lattice, name: str):
     return await store.state(name)
 
 
-def instances(hosts, image: str) -> dict[str, int]:
+def instances(hosts, image: str | Path) -> dict[str, int]:
+    """Instances per host of the actor uploaded from ``image`` (deploy sends lattice:// refs)."""
+    digest = hashlib.sha256(Path(image).read_bytes()).hexdigest()
     return {h.host_id: sum(len(r.instances) for r in h.actors.actors.values()
-                           if r.image_ref == image) for h in hosts}
+                           if r.image_ref.startswith(f"lattice://sha256:{digest}"))
+            for h in hosts}
 
 
 async def test_deploy_upgrade_undeploy(lattice: Lattice, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ live-updates the actor to the new version."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from pathlib import Path
 
 import aiohttp
@@ -68,7 +69,8 @@ async def test_upgrade_under_http_load_fails_no_request(lattice: Lattice, tmp_pa
         await deploy(lattice, app("v2", images[1], port), tmp_path)
         await until(lambda: deployed("v2"), timeout=30)
         running = {r.image_ref for r in host.actors.actors.values()}
-        assert running == {str(images[1])}
+        digest = hashlib.sha256(images[1].read_bytes()).hexdigest()
+        assert running == {f"lattice://sha256:{digest}/{images[1].name}"}
         await until(lambda: len(results) >= before + 100, timeout=15)
         stop.set()
         await asyncio.gather(*load)
