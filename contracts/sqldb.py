@@ -68,11 +68,18 @@ def encode_rows(rows: list[list[Any]]) -> bytes:
         raise CodecError(f"QueryResult.rows: cannot CBOR-encode rows: {exc}") from None
 
 
+# cbor2 5.x exports ``break_marker`` only from its C extension; the pure-Python codec (the one
+# Python actors run inside wasm) keeps it in ``_types``.
+_BREAK = getattr(cbor2, "break_marker", None)
+if _BREAK is None:  # pragma: no cover - exercised inside components
+    from cbor2._types import break_marker as _BREAK
+
+
 def has_break(value: Any) -> bool:
     """Whether a decoded CBOR value holds a stray "break" code. cbor2 5.x (pinned for its
     pure-Python codec, which Python actors use) returns one as ``break_marker`` where the RFC
     says the data is invalid; 6.x raises."""
-    if value is cbor2.break_marker:
+    if value is _BREAK:
         return True
     if isinstance(value, list):
         return any(has_break(v) for v in value)
