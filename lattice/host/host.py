@@ -103,11 +103,13 @@ class Host:
         short = self.host_id[:8]
         self.ctl_nc = await connect(cfg.nats, name=f"lattice-host-{short}-ctl")
         self.rpc_nc = await connect(cfg.nats, name=f"lattice-host-{short}-rpc")
-        self.chunks = ChunkStore(self.rpc_nc, self.lattice, cfg.js_domain)
+        self.chunks = ChunkStore(self.rpc_nc, self.lattice, cfg.js_domain,
+                                 replicas=cfg.js_replicas)
         self.rpc = RpcClient(self.rpc_nc, self.lattice, self.cluster_key, self.host_id,
                              timeout=cfg.rpc_timeout, chunks=self.chunks)
         self.events = EventPublisher(self.ctl_nc, self.lattice, self.host_id)
         self.store = LatticeStore(self.ctl_nc, self.lattice, js_domain=cfg.js_domain,
+                                  replicas=cfg.js_replicas,
                                   on_link_put=self._link_put, on_link_del=self._link_del,
                                   on_claims=self._claims_changed)
         self.router.links = self.store.links

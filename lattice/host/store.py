@@ -17,8 +17,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nats.aio.client import Client
+from nats.js.errors import BadRequestError, BucketNotFoundError
 from nats.js.kv import KeyValue
 
+from lattice.connect import jetstream
 from lattice.links import LinkDefinition, LinkTable, link_id
 from lattice.rpc.subjects import lattice_bucket
 
@@ -40,10 +42,12 @@ def link_from_json(raw: bytes) -> LinkDefinition:
 
 class LatticeStore:
     def __init__(self, nc: Client, lattice: str, *, js_domain: str | None = None,
-                 on_link_put: LinkHook | None = None, on_link_del: LinkHook | None = None,
+                 replicas: int = 1, on_link_put: LinkHook | None = None,
+                 on_link_del: LinkHook | None = None,
                  on_claims: ClaimsHook | None = None) -> None:
-        self._js = nc.jetstream(domain=js_domain) if js_domain else nc.jetstream()
+        self._js = jetstream(nc, js_domain)  # KV writes must reach the domain from a leaf
         self.bucket = lattice_bucket(lattice)
+        self.replicas = replicas  # when we create the bucket (3 in a 3-node NATS cluster)
         self.links = LinkTable()
         self.claims: dict[str, dict[str, str]] = {}
         self._by_id: dict[str, LinkDefinition] = {}
@@ -56,8 +60,16 @@ class LatticeStore:
 
     async def open(self) -> None:
         """Create or bind the bucket, load it and start watching; returns once caught up."""
-        # history 1 as OTP creates it; an existing bucket (any config) is reused as it is.
-        self._kv = await self._js.create_key_value(bucket=self.bucket, history=1)
+        # An existing bucket (any config: OTP's, wash's, replicated) is reused as it is —
+        # JetStream refuses to "create" it again with another config. Else history 1 as OTP.
+        try:
+            self._kv = await self._js.key_value(self.bucket)
+        except BucketNotFoundError:
+            try:
+                self._kv = await self._js.create_key_value(bucket=self.bucket, history=1,
+                                                           replicas=self.replicas)
+            except BadRequestError:  # another host created it meanwhile, maybe otherwise
+                self._kv = await self._js.key_value(self.bucket)
         self._task = asyncio.create_task(self._watch(), name="lattice-store-watch")
         waiter = asyncio.ensure_future(self._ready.wait())
         done, _ = await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)

@@ -10,6 +10,7 @@ import asyncio
 import logging
 
 from nats.aio.client import Client
+from nats.js.api import ObjectStoreConfig
 from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
@@ -30,9 +31,11 @@ def response_object(invocation_id: str) -> str:
 
 
 class ChunkStore:
-    def __init__(self, nc: Client, lattice: str, js_domain: str | None = None) -> None:
+    def __init__(self, nc: Client, lattice: str, js_domain: str | None = None, *,
+                 replicas: int = 1) -> None:
         self._js = nc.jetstream(domain=js_domain) if js_domain else nc.jetstream()
         self._bucket = chunk_bucket(lattice)
+        self._replicas = replicas  # when we create the bucket; an existing one is used as is
         self._store: ObjectStore | None = None
         self._lock = asyncio.Lock()
 
@@ -43,7 +46,9 @@ class ChunkStore:
                     try:
                         self._store = await self._js.object_store(self._bucket)
                     except (BucketNotFoundError, NotFoundError):
-                        self._store = await self._js.create_object_store(self._bucket)
+                        self._store = await self._js.create_object_store(
+                            self._bucket, config=ObjectStoreConfig(bucket=self._bucket,
+                                                                   replicas=self._replicas))
         return self._store
 
     async def put(self, name: str, data: bytes) -> None:

@@ -57,7 +57,7 @@ from contracts.keyvalue import (
     SetDelRequest,
     SetRequest,
 )
-from lattice.connect import NatsOptions, connect
+from lattice.connect import NatsOptions, connect, jetstream
 from lattice.links import LinkDefinition
 from lattice.provider import Context, HostData, InvalidParameter, Provider, ProviderError
 from providers.kvmem import lrange
@@ -168,6 +168,7 @@ class LinkConfig:
     bucket: str
     url: str | None = None        # None: the lattice's own NATS connection
     js_domain: str | None = None
+    replicas: int = 1             # when the bucket is created (3 in a 3-node NATS cluster)
 
     @classmethod
     def parse(cls, link: LinkDefinition, lattice_js_domain: str | None) -> LinkConfig:
@@ -181,7 +182,11 @@ class LinkConfig:
             check_url(url)
         # The lattice's JetStream domain only applies to the lattice's own server.
         domain = _value(values, "js_domain") or (lattice_js_domain if url is None else None)
-        return cls(bucket=bucket, url=url, js_domain=domain)
+        replicas = _value(values, "replicas") or "1"
+        if replicas not in ("1", "2", "3", "4", "5"):
+            raise ProviderError(f"invalid replicas {replicas!r}: JetStream keeps 1 to 5 "
+                                "replicas of a bucket")
+        return cls(bucket=bucket, url=url, js_domain=domain, replicas=int(replicas))
 
 
 # ---- one bucket per link ------------------------------------------------------------------------
@@ -232,7 +237,7 @@ class Store:
             if lattice is None:
                 raise ProviderError("nats kv error: the provider has no lattice connection")
             nc = lattice
-        js = nc.jetstream(domain=self.config.js_domain)
+        js = jetstream(nc, self.config.js_domain)  # writes reach the domain from a leaf
         try:
             return await js.key_value(self.config.bucket)
         except nats.js.errors.BucketNotFoundError:
@@ -240,7 +245,7 @@ class Store:
         try:
             # history=1: only the latest revision matters (and is what update(last=) checks).
             return await js.create_key_value(KeyValueConfig(
-                bucket=self.config.bucket, history=1,
+                bucket=self.config.bucket, history=1, replicas=self.config.replicas,
                 description="wasmcloud:keyvalue data (lattice keyvalue-nats)"))
         except nats.js.errors.APIError:
             # Another instance created it with a different config in the meantime: use theirs.
