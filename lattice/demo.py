@@ -21,7 +21,7 @@ from pathlib import Path
 
 from lattice.app.manifest import LinkDef, Manifest, load_manifest
 from lattice.app.store import AppStore
-from lattice.connect import NatsOptions, connect
+from lattice.connect import NatsOptions, connect, jetstream
 
 DEMO_ACTOR = "kvcounter"
 DEPLOY_TIMEOUT = 90.0  # a Python actor's first start compiles it (~10 s on a small machine)
@@ -84,7 +84,7 @@ async def deploy(nats: NatsOptions, lattice: str, port: int,
     manifest = demo_manifest(port)
     nc = await connect(nats, name="lattice-demo")
     try:
-        store = await AppStore(nc.jetstream(), lattice).open()
+        store = await AppStore(jetstream(nc), lattice).open()
         await store.deploy(manifest)
         progress(f"deployed app {manifest.name} {manifest.version} ({demo_manifest_path()}); "
                  "waiting for the reconciler")

@@ -15,6 +15,8 @@ from typing import Any
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
+from lattice.app.store import bind_or_create
+
 log = logging.getLogger("lattice.app.lease")
 
 BUCKET = "LATTICE_LEASE_{lattice}"
@@ -22,8 +24,10 @@ KEY = "reconciler"
 
 
 class Lease:
-    def __init__(self, js: Any, lattice: str, holder: str, ttl: float = 6.0) -> None:
+    def __init__(self, js: Any, lattice: str, holder: str, ttl: float = 6.0, *,
+                 replicas: int = 1) -> None:
         self._js = js
+        self.replicas = replicas
         self.bucket = BUCKET.format(lattice=lattice)
         self.holder = holder
         self.ttl = ttl
@@ -35,7 +39,8 @@ class Lease:
         return self._revision > 0
 
     async def open(self) -> Lease:
-        self._kv = await self._js.create_key_value(bucket=self.bucket, history=1, ttl=self.ttl)
+        self._kv = await bind_or_create(self._js, self.bucket, history=1, ttl=self.ttl,
+                                        replicas=self.replicas)
         return self
 
     async def refresh(self) -> bool:

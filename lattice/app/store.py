@@ -18,7 +18,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import (
+    BadRequestError,
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+)
 from nats.js.kv import KeyValue
 
 from lattice.app.manifest import Manifest
@@ -87,14 +92,29 @@ class AppState:
         return cls(**{k: v for k, v in doc.items() if k in cls.__dataclass_fields__})
 
 
+async def bind_or_create(js: Any, bucket: str, **config: Any) -> KeyValue:
+    """The KV bucket as it exists (any config: replicated, made by an older version), else a
+    new one with ``config``. ``js`` should come from lattice.connect.jetstream, so writes work
+    across a leaf node's JetStream domain."""
+    try:
+        return await js.key_value(bucket)
+    except BucketNotFoundError:
+        try:
+            return await js.create_key_value(bucket=bucket, **config)
+        except BadRequestError:  # another host created it meanwhile
+            return await js.key_value(bucket)
+
+
 class AppStore:
-    def __init__(self, js: Any, lattice: str) -> None:
+    def __init__(self, js: Any, lattice: str, *, replicas: int = 1) -> None:
         self._js = js
         self.bucket = BUCKET.format(lattice=lattice)
+        self.replicas = replicas
         self._kv: KeyValue | None = None
 
     async def open(self) -> AppStore:
-        self._kv = await self._js.create_key_value(bucket=self.bucket, history=1)
+        self._kv = await bind_or_create(self._js, self.bucket, history=1,
+                                        replicas=self.replicas)
         return self
 
     @property

@@ -48,6 +48,7 @@ from lattice.artifacts.errors import (
     StoreUnavailable,
 )
 from lattice.artifacts.refs import LatticeRef, check_tag, lattice_ref, safe_name, tag_key
+from lattice.connect import jetstream
 
 log = logging.getLogger("lattice.artifacts.store")
 
@@ -102,7 +103,7 @@ class ArtifactStore:
 
     def __init__(self, nc: Client, lattice: str, js_domain: str | None = None,
                  timeout: float = 10.0) -> None:
-        self.js = nc.jetstream(domain=js_domain, timeout=timeout)
+        self.js = jetstream(nc, js_domain, timeout=timeout)  # KV writes work across leaves
         self.lattice = lattice
         self.bucket = artifacts_bucket(lattice)
         self.tags_bucket = tags_bucket(lattice)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ from lattice.cli._common import (
     note,
     run_async,
 )
+from lattice.connect import jetstream
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -67,7 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 async def _store(ctl: Any) -> AppStore:
-    return await AppStore(ctl.nc.jetstream(), ctl.lattice).open()
+    domain = os.environ.get("LATTICE_JS_DOMAIN") or None  # lattice state's JetStream domain
+    return await AppStore(jetstream(ctl.nc, domain), ctl.lattice).open()
 
 
 def _when(ts: float) -> str:

@@ -66,6 +66,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                       "can fail without losing lattice state (default: $LATTICE_JS_REPLICAS or 1)")
     tune.add_argument("--heartbeat", type=float, default=30.0, metavar="SECONDS",
                       help="heartbeat interval (default: 30)")
+    apps = p.add_argument_group("app reconciler (docs/apps.md)")
+    apps.add_argument("--host-expiry", type=float, default=None, metavar="SECONDS",
+                      help="a host silent this long is gone and its app work is placed "
+                      "elsewhere (default: 3 x --heartbeat; a killed host is noticed sooner)")
+    apps.add_argument("--reconcile-interval", type=float, default=5.0, metavar="SECONDS",
+                      help="seconds between periodic reconcile passes; events trigger more "
+                      "(default: 5)")
+    apps.add_argument("--no-reconciler", action="store_true",
+                      help="never act as the app reconciler (other hosts still can)")
     p.set_defaults(handler=run)
 
 
@@ -93,7 +102,9 @@ def host_config(args: argparse.Namespace) -> HostConfig:
     if not NatsOptions(url=args.nats_url).servers:
         raise CliError("--nats-url is empty: give one NATS URL, or several of one cluster "
                        "separated by commas")
-    for option, value in (("--rpc-timeout", args.rpc_timeout), ("--heartbeat", args.heartbeat)):
+    for option, value in (("--rpc-timeout", args.rpc_timeout), ("--heartbeat", args.heartbeat),
+                          ("--host-expiry", args.host_expiry or 1),
+                          ("--reconcile-interval", args.reconcile_interval)):
         if value <= 0:
             raise CliError(f"{option} must be a positive number of seconds")
     nats = NatsOptions(url=args.nats_url, creds=args.nats_creds, jwt=args.nats_jwt,
@@ -104,7 +115,9 @@ def host_config(args: argparse.Namespace) -> HostConfig:
                       labels=parse_pairs(args.label, "--label"),
                       allow_unsigned=args.allow_unsigned, rpc_timeout=args.rpc_timeout,
                       js_domain=args.js_domain or None, js_replicas=args.js_replicas,
-                      heartbeat_interval=args.heartbeat)
+                      heartbeat_interval=args.heartbeat, host_expiry=args.host_expiry,
+                      reconcile_interval=args.reconcile_interval,
+                      reconciler=not args.no_reconciler)
 
 
 _DOMAIN = re.compile(r"[A-Za-z0-9_-]+")

@@ -38,6 +38,7 @@ from lattice.app.scalers import (
     undeploy_commands,
 )
 from lattice.app.store import AppState, AppStore
+from lattice.connect import jetstream
 from lattice.ctl import CtlClient, CtlError, CtlTimeout, HostInventory
 from lattice.links import LinkDefinition
 from lattice.rpc import subjects
@@ -77,10 +78,11 @@ class Reconciler:
         self.reconciles = 0  # observable for tests
 
     async def start(self) -> None:
-        nc = self.host.ctl_nc
-        js = nc.jetstream(domain=self.host.config.js_domain)
-        self.store = await AppStore(js, self.host.lattice).open()
-        self.lease = await Lease(js, self.host.lattice, self.host.host_id, self.lease_ttl).open()
+        nc, cfg = self.host.ctl_nc, self.host.config
+        js = jetstream(nc, cfg.js_domain)
+        self.store = await AppStore(js, self.host.lattice, replicas=cfg.js_replicas).open()
+        self.lease = await Lease(js, self.host.lattice, self.host.host_id, self.lease_ttl,
+                                 replicas=cfg.js_replicas).open()
         self.ctl = CtlClient(nc, self.host.lattice, prefix=self.host.config.ctl_prefix,
                              timeout=2.0)
         self._sub = await nc.subscribe(subjects.events(self.host.lattice), cb=self._on_event)
@@ -167,9 +169,11 @@ class Reconciler:
                 except Exception:
                     log.exception("reconcile pass failed")
                 next_pass = time.monotonic() + self.interval
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that lands
+            # as the trigger fires, and the loop would outlive stop().
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._trigger.wait(),
-                                       min(renew, max(0.05, next_pass - time.monotonic())))
+                async with asyncio.timeout(min(renew, max(0.05, next_pass - time.monotonic()))):
+                    await self._trigger.wait()
 
     async def _became_leader(self) -> None:
         log.info("reconciler is leader", extra={"host_id": self.host.host_id})
