@@ -75,12 +75,12 @@ class Topology(Lattice):
         """A host connected to ``url`` (several URLs: tried in the order given, the first
         preferred, the others for failover)."""
         nats = NatsOptions(url=url or self.server.url, js_domain=js_domain, randomize=False)
+        # The app reconciler is off unless a test asks for it: its lease traffic would only
+        # add noise to the failover timings measured here.
+        overrides.setdefault("reconciler", False)
         config = HostConfig(nats=nats, cluster_seed=self.cluster.seed, js_domain=js_domain,
                             provider_health_first=0.3, provider_health_interval=1.0,
                             heartbeat_interval=2.0, rpc_timeout=3.0,
-                            # The app reconciler is the lead's and tested elsewhere; its lease
-                            # traffic would only add noise to failover timings here.
-                            reconciler=False,
                             state_dir=self.tmp / f"host{len(self.hosts)}", **overrides)
         host = Host(config)
         await host.start()
