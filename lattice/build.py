@@ -44,9 +44,8 @@ from typing import Any
 
 from lattice import claims as wascap
 from lattice import paths
-from lattice.cli._common import CliError
-from lattice.cli.claims import _key_file_stem, key_from_arg, stored_key
 from lattice.keys import KeyPair, KeyRole, NKeyError
+from lattice.keystore import KeyStoreError, key_file_stem, key_from_arg, stored_key
 
 log = logging.getLogger("lattice.build")
 
@@ -534,7 +533,7 @@ def _explain_failure(stderr: str, stage: _Stage, code: int) -> str:
 
 def _file_stem(name: str) -> str:
     # Same rule as `lattice claims sign --name NAME` uses for its key files.
-    return _key_file_stem(name)
+    return key_file_stem(name)
 
 
 def _stored_keys(name: str) -> tuple[KeyPair, KeyPair] | None:
@@ -547,7 +546,7 @@ def _stored_keys(name: str) -> tuple[KeyPair, KeyPair] | None:
             return None
         try:
             found.append(key_from_arg(str(path), role, f"stored {role.name.lower()} key"))
-        except CliError as exc:
+        except KeyStoreError as exc:
             raise BuildError(str(exc)) from None
     return found[0], found[1]
 
@@ -568,7 +567,7 @@ def actor_keys(name: str, issuer: KeyPair | None = None,
             subject, note = stored_key(stem, KeyRole.MODULE)
             if note.startswith("generated"):
                 notes.append(note)
-    except CliError as exc:
+    except KeyStoreError as exc:
         raise BuildError(str(exc)) from None
     if issuer.role is not KeyRole.ACCOUNT or not issuer.has_seed:
         raise BuildError("the issuer must be an account key pair with its seed (SA…)")

@@ -12,6 +12,7 @@ from typing import Any
 
 import wasmtime
 
+from lattice import keystore
 from lattice.claims import (
     ActorClaims,
     ClaimsError,
@@ -25,8 +26,7 @@ from lattice.claims import (
     verify_module,
 )
 from lattice.cli._common import CliError, emit
-from lattice.keys import KeyPair, KeyRole, NKeyError, is_public_key
-from lattice.paths import keys_dir, private_dir
+from lattice.keys import KeyPair, KeyRole, NKeyError
 from lattice.wasm import MAGIC, WasmFormatError
 
 _DURATION = re.compile(r"(\d+)\s*([smhdw]?)")
@@ -108,59 +108,19 @@ def parse_duration(text: str, option: str) -> int:
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
-def _seed_from_text(text: str, role: KeyRole, where: str, allow_public: bool) -> KeyPair:
-    try:
-        if allow_public and is_public_key(text):
-            return KeyPair.from_public_key(text, role)
-        return KeyPair.from_seed(text, role)
-    except NKeyError as exc:
-        raise CliError(f"{where}: {exc}") from exc
-
-
 def key_from_arg(value: str, role: KeyRole, option: str, allow_public: bool = False) -> KeyPair:
-    """A seed given inline, or the path of a file holding one."""
-    text = value.strip()
-    if (text.startswith("S") and len(text) == 58) or (allow_public and is_public_key(text)):
-        return _seed_from_text(text, role, option, allow_public)
-    path = Path(value).expanduser()
-    if path.is_file():
-        try:
-            content = path.read_text().strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise CliError(f"{option}: cannot read seed file {path}: {exc}") from exc
-        return _seed_from_text(content, role, f"{option} file {path}", allow_public)
-    if is_public_key(text):
-        raise CliError(f"{option} needs a seed (S{role.letter}…), not a public key")
-    raise CliError(
-        f"{option} is neither a seed (S{role.letter}…, 58 characters) nor an existing file: {value}"
-    )
-
-
-def _key_file_stem(name: str) -> str:
-    # The name ends up in a file name: keep it portable and free of path separators.
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip()).strip("._") or "actor"
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text + "\n")
+    """A seed given inline, or the path of a file holding one (see lattice.keystore)."""
+    try:
+        return keystore.key_from_arg(value, role, option, allow_public)
+    except keystore.KeyStoreError as exc:
+        raise CliError(str(exc)) from None
 
 
 def stored_key(stem: str, role: KeyRole) -> tuple[KeyPair, str]:
-    """Reuse ``{keys_dir}/{stem}_{role}.nk`` or generate it; returns the pair and a note."""
-    word = role.name.lower()
-    path = keys_dir() / f"{stem}_{word}.nk"
-    if path.is_file():
-        pair = key_from_arg(str(path), role, f"stored {word} key")
-        return pair, f"reused {word} key {pair.public_key} (seed in {path})"
-    pair = KeyPair.generate(role)
-    private_dir(path.parent)
     try:
-        _write_private(path, pair.seed)
-    except OSError as exc:
-        raise CliError(f"cannot save the new {word} seed to {path}: {exc.strerror}") from exc
-    return pair, f"generated {word} key {pair.public_key} (seed saved to {path})"
+        return keystore.stored_key(stem, role)
+    except keystore.KeyStoreError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -186,7 +146,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def _resolve_keys(args: argparse.Namespace) -> tuple[KeyPair, KeyPair, list[str]]:
-    stem = _key_file_stem(args.name)
+    stem = keystore.key_file_stem(args.name)
     notes: list[str] = []
     if args.issuer:
         issuer = key_from_arg(args.issuer, KeyRole.ACCOUNT, "--issuer")
