@@ -619,8 +619,8 @@ def _print_demo(args: argparse.Namespace, demo: Any) -> None:
          f"kvcounter is serving at {demo.url}\n"
          f"  status  lattice app status {demo.app}\n"
          f"  try     curl {demo.url}counter      (each request adds one)\n"
-         f"  Redis   lattice start provider keyvalue-redis && lattice link put kvcounter "
-         f"keyvalue-redis wasmcloud:keyvalue URL=redis://127.0.0.1:6379/")
+         f"  Redis   lattice app deploy examples/kvcounter-redis.yaml   (v0.2.0: the same "
+         f"actor, relinked to keyvalue-redis)")
     sys.stdout.flush()
 
 

@@ -256,6 +256,12 @@ class ActorManager:
         if new_subject != key:
             raise ActorCommandError(f"the new module's subject is {new_subject or 'missing'}, "
                                     f"not {key}: a live update must keep the actor's identity")
+        if _same_module(wasm, running.actor.identity.module_hash, running.revision):
+            # The same module and revision under another reference (a path that became
+            # lattice://sha256:…, a tag): nothing to reload, only the reported reference changes.
+            async with self._lock:
+                running.image_ref = new_ref
+            return running
         try:
             actor = await self.host.runtime.load(
                 wasm, self.host.router, max_instances=len(running.instances), name=path.stem,
@@ -381,3 +387,14 @@ def _peek_subject(wasm: bytes) -> str | None:
     except claims_mod.ClaimsError:
         return None
     return found.subject if found else None
+
+
+def _same_module(wasm: bytes, module_hash: str, revision: int) -> bool:
+    """Same code (the module hash leaves the claims out) *and* same revision: re-signing with a
+    higher revision is a real update, with new claims."""
+    try:
+        claims = claims_mod.extract_claims(wasm)
+        return (claims_mod.module_hash(wasm) == module_hash
+                and (claims.revision if claims else 0) == revision)
+    except Exception:  # not parseable here: let the load report it
+        return False
