@@ -22,7 +22,14 @@ import wasmtime
 from wasmtime import component as wc
 
 from lattice.runtime.errors import ActorLoadError, GuestCallError, HostCallError
-from lattice.runtime.wasmbus import HostCallFn, InstanceLimits, LineLog, first_line, wait_host_call
+from lattice.runtime.wasmbus import (
+    HostCallFn,
+    InstanceLimits,
+    LineLog,
+    first_line,
+    new_store,
+    wait_host_call,
+)
 
 log = logging.getLogger("lattice.runtime.component")
 
@@ -114,13 +121,7 @@ class ComponentInstance:
         self._stdout = LineLog(label, "stdout")
         self._stderr = LineLog(label, "stderr")
 
-        store = wasmtime.Store(engine)
-        store.set_limits(memory_size=limits.memory_limit)
-        wasi = wasmtime.WasiConfig()
-        wasi.argv = ["actor.wasm"]  # no env, no preopens, no sockets: only what WIT grants
-        wasi.stdout_custom = self._stdout.write
-        wasi.stderr_custom = self._stderr.write
-        store.set_wasi(wasi)
+        store = new_store(engine, limits, "actor.wasm", self._stdout, self._stderr)
         store.set_epoch_deadline(limits.ticks_for(start_timeout))
         self.store = store
         try:

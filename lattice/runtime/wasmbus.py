@@ -224,6 +224,20 @@ class InstanceLimits:
     ticks_for: Callable[[float], int]
 
 
+def new_store(engine: wasmtime.Engine, limits: InstanceLimits, argv0: str, stdout: LineLog,
+              stderr: LineLog) -> wasmtime.Store:
+    """A Store for one actor instance: memory cap, WASI with output to the log and nothing
+    else (no environment, preopened directories or sockets)."""
+    store = wasmtime.Store(engine)
+    store.set_limits(memory_size=limits.memory_limit)
+    wasi = wasmtime.WasiConfig()
+    wasi.argv = [argv0]
+    wasi.stdout_custom = stdout.write
+    wasi.stderr_custom = stderr.write
+    store.set_wasi(wasi)
+    return store
+
+
 class WasmbusInstance:
     """One instantiated actor: its Store, exports and the state of the call in progress."""
 
@@ -238,14 +252,8 @@ class WasmbusInstance:
         self._loop = loop
         self._stdout = LineLog(label, "stdout")
         self._stderr = LineLog(label, "stderr")
-
-        store = wasmtime.Store(engine)
-        store.set_limits(memory_size=limits.memory_limit)
-        wasi = wasmtime.WasiConfig()
-        wasi.argv = ["main.wasm"]  # as the 0.62+ hosts do; no env, no preopens (WIRE.md §1.7)
-        wasi.stdout_custom = self._stdout.write
-        wasi.stderr_custom = self._stderr.write
-        store.set_wasi(wasi)
+        # argv as the 0.62+ hosts do; no env, no preopens (WIRE.md §1.7)
+        store = new_store(engine, limits, "main.wasm", self._stdout, self._stderr)
         self.store = store
         store.set_epoch_deadline(limits.ticks_for(start_timeout))
         try:
