@@ -54,6 +54,7 @@ _TRIGGERS = {"host_started", "host_stopped", "actors_started", "actors_stopped",
              "actors_start_failed", "actor_start_failed", "provider_start_failed",
              "linkdef_set", "linkdef_deleted"}
 _FAILURES = {"actors_start_failed", "actor_start_failed", "provider_start_failed"}
+_STARTED = {"actors_started", "provider_started"}
 PENDING_FOR = 30.0  # seconds before an unanswered start/stop command may be sent again
 
 
@@ -68,6 +69,7 @@ class Reconciler:
         self._gone: set[str] = set()               # said host_stopped / no responders
         self._inventories: dict[str, HostInventory] = {}
         self._failures: dict[str, dict[str, str]] = {}  # app -> component -> last start error
+        self._manifests: dict[str, Manifest] = {}       # deployed apps, as of the last pass
         self._pending: dict[tuple, float] = {}     # command key -> monotonic deadline
         self._trigger = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -126,19 +128,26 @@ class Reconciler:
                 self._seen[source] = time.monotonic()
                 self._gone.discard(source)
         if name in _FAILURES:
-            self._note_failure(data)
+            self._note_outcome(data, str(data.get("error") or "start failed"))
+        elif name in _STARTED:
+            self._note_outcome(data, None)
         if name in _TRIGGERS and source:  # that host answered: its commands are no longer pending
             self._pending = {k: t for k, t in self._pending.items() if k[1] != source}
         if name in _TRIGGERS:
             self._trigger.set()
 
-    def _note_failure(self, data: dict) -> None:
+    def _note_outcome(self, data: dict, error: str | None) -> None:
+        """Remember a component's last start error; a later successful start clears it, so
+        an old failure never colours a later, unrelated reason."""
         ref = str(data.get("image_ref") or data.get("actor_ref") or data.get("provider_ref")
                   or "")
-        error = str(data.get("error") or "start failed")
-        for app, manifest in getattr(self, "_manifests", {}).items():
+        for app, manifest in self._manifests.items():
             for comp in manifest.components:
-                if comp.image == ref:
+                if comp.image != ref:
+                    continue
+                if error is None:
+                    self._failures.get(app, {}).pop(comp.name, None)
+                else:
                     self._failures.setdefault(app, {})[comp.name] = error
 
     async def _watch_apps(self) -> None:
