@@ -1,29 +1,41 @@
 """Test-session wiring shared by every test.
 
 * Keeps each session hermetic: module cache and key directories point into a temp dir.
-* Enforces the CI rule that a service-backed test (marked ``service``) never skips when
-  ``LATTICE_REQUIRE_SERVICES=1`` (set by .ci/run): such a skip fails the run.
-* Locates ../shared (the wire documents and recorded vectors) once for all tests.
+* Enforces the CI rule that a service-backed test never skips when ``LATTICE_REQUIRE_SERVICES=1``
+  (set by .ci/run): the service fixtures fail instead of skipping, and any skip of a test marked
+  ``service`` or raised while collecting fails the run.
+* Loads the byte-exact vectors recorded from real actors (tests/data/vectors) for all tests.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def shared_dir() -> Path:
-    """../shared next to the repo (or $LATTICE_SHARED_DIR). Tests that need it fail without it."""
-    override = os.environ.get("LATTICE_SHARED_DIR")
-    path = Path(override) if override else REPO.parent / "shared"
-    if not (path / "vectors").is_dir():
-        pytest.fail(f"the shared wire documents and vectors are missing: expected {path}/vectors "
-                    "(set LATTICE_SHARED_DIR to their location)")
-    return path
+# Recordings of real wasmCloud actors and published nkeys vectors: data, copied into the repo so a
+# plain clone tests itself (tests/data/README.md says where they come from).
+VECTORS = REPO / "tests" / "data" / "vectors"
+
+
+def load_vectors(name: str) -> dict:
+    """The ``cases`` of tests/data/vectors/NAME.json (a missing file fails the test)."""
+    import json
+
+    path = VECTORS / f"{name}.json"
+    if not path.is_file():
+        pytest.fail(f"recorded vectors missing: {path} (they are part of the repository)")
+    return json.loads(path.read_text())["cases"]
+
+
+def services_required() -> bool:
+    """True under .ci/run: a service that is not there is a failure, never a skip."""
+    return os.environ.get("LATTICE_REQUIRE_SERVICES") == "1"
 
 
 @pytest.fixture
@@ -48,9 +60,15 @@ async def lattice(nats_server, tmp_path):
     await lat.close()
 
 
-def _service_or_skip(ok: bool, what: str) -> None:
-    if not ok:
-        pytest.skip(f"{what} is not reachable (CI starts it; see .ci/run)")
+def service_missing(what: str) -> NoReturn:
+    """Skip a test whose real service is not there; under LATTICE_REQUIRE_SERVICES=1 fail it.
+
+    Every service fixture goes through here, so the CI rule holds whether or not a test remembers
+    its ``service`` marker."""
+    message = f"{what} is not reachable (CI starts it; see .ci/run)"
+    if services_required():
+        pytest.fail(f"{message}; LATTICE_REQUIRE_SERVICES=1 forbids skipping it", pytrace=False)
+    pytest.skip(message)
 
 
 @pytest.fixture
@@ -64,7 +82,7 @@ def redis_url():
     try:
         client.flushdb()
     except redis.exceptions.ConnectionError:
-        _service_or_skip(False, f"Redis at {base}")
+        service_missing(f"Redis at {base}")
     yield url
     client.flushdb()
     client.close()
@@ -83,7 +101,7 @@ async def postgres_dsn():
     try:
         admin = await asyncpg.connect(f"{base}/postgres", timeout=5)
     except (OSError, asyncpg.PostgresError) as exc:
-        _service_or_skip(False, f"PostgreSQL at {base} ({exc})")
+        service_missing(f"PostgreSQL at {base} ({exc})")
     await admin.execute(f'CREATE DATABASE "{name}"')
     yield f"{base}/{name}"
     await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -111,7 +129,7 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory):
     while not port_open("127.0.0.1", port):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            _service_or_skip(False, "moto's S3 server")
+            service_missing("moto's S3 server")
         time.sleep(0.1)
     yield f"http://127.0.0.1:{port}"
     proc.terminate()
@@ -124,9 +142,6 @@ TEST_CACHE = Path(os.environ.get("LATTICE_TEST_CACHE")
                   or Path.home() / ".cache" / "lattice-tests")
 
 
-@pytest.fixture(scope="session")
-def shared() -> Path:
-    return shared_dir()
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -174,13 +189,20 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _skipped_services.append(report.nodeid)
 
 
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    # A module that skips itself while collecting (pytest.skip(allow_module_level=True),
+    # importorskip) takes all its tests with it, unseen by the per-test rule above.
+    if report.skipped:
+        _skipped_services.append(f"{report.nodeid} (skipped while collecting)")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if _skipped_services and os.environ.get("LATTICE_REQUIRE_SERVICES") == "1":
+    if _skipped_services and services_required():
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    if _skipped_services and os.environ.get("LATTICE_REQUIRE_SERVICES") == "1":
+    if _skipped_services and services_required():
         terminalreporter.write_line(
             "FAILED: service-backed tests were skipped (every service must be up in CI):",
             red=True)

@@ -3,13 +3,13 @@ module cache in the test's tmp_path, and the recorded wasmbus vectors."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from lattice.local import LocalHost
 from lattice.runtime import Runtime, RuntimeConfig
+from tests.conftest import load_vectors
 
 
 def config(tmp_path: Path, **overrides) -> RuntimeConfig:
@@ -61,6 +61,6 @@ async def host(make_host) -> LocalHost:
 
 
 @pytest.fixture(scope="session")
-def vectors(shared: Path) -> dict:
-    """The byte-exact exchanges recorded from real actors (shared/vectors/wasmbus-recorded.json)."""
-    return json.loads((shared / "vectors" / "wasmbus-recorded.json").read_text())["cases"]
+def vectors() -> dict:
+    """The exchanges recorded from real actors (tests/data/vectors/wasmbus-recorded.json)."""
+    return load_vectors("wasmbus-recorded")

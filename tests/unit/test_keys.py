@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
-import os
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -25,20 +22,11 @@ from lattice.keys import (
     encode_seed,
     is_public_key,
 )
-
-
-def _shared_dir() -> Path:
-    override = os.environ.get("LATTICE_SHARED_DIR")
-    path = Path(override) if override else Path(__file__).resolve().parents[2].parent / "shared"
-    if not (path / "vectors" / "nkeys.json").is_file():
-        pytest.fail(f"shared vectors missing: expected {path}/vectors/nkeys.json "
-                    "(set LATTICE_SHARED_DIR)")
-    return path
+from tests.conftest import load_vectors
 
 
 def _vectors() -> list[dict[str, str]]:
-    data = json.loads((_shared_dir() / "vectors" / "nkeys.json").read_text())
-    cases = data["cases"]
+    cases = load_vectors("nkeys")
     assert cases, "nkeys.json has no cases"
     return cases
 
