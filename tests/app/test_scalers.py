@@ -423,10 +423,20 @@ def test_owned_links_survive_while_their_actor_is_down():
 
 
 def test_a_component_without_scaler_is_not_started_but_can_be_linked():
+    m = app(actor("web", "web:v1", spread(1), link("kv")), capability("kv", "kvmem:v1"))
+    # Not started: with no kvmem running, the app starts its actor and never the provider; the
+    # link waits for a provider somebody else runs.
+    sim = Sim({"a": {}})
+    issued = [c for _ in range(3) for c in sim.step(m).commands]
+    assert any(isinstance(c, StartActor) for c in issued)
+    assert not any(isinstance(c, StartProvider) for c in issued), issued
+    assert sim.host("a").providers == []
+    assert "web: link to kv waits for provider kv (kvmem:v1) to run" in sim.reconcile(m).reasons
+    # ...but can be linked: once an operator runs kvmem, the app links its actor to it.
     sim = Sim({"a": {}})
     sim.apply([StartProvider("a", "kvmem:v1", "default", "wasmcloud:keyvalue")])
-    m = app(actor("web", "web:v1", spread(1), link("kv")), capability("kv", "kvmem:v1"))
     plan = sim.converge(m)
+    assert len(sim.host("a").providers) == 1  # still only the operator's
     assert plan.app_status == DEPLOYED
     none = next(s for s in plan.statuses if s.component == "kv")
     assert (none.kind, none.satisfied, none.reason) == (

@@ -16,6 +16,7 @@ from nats.errors import NoRespondersError
 from nats.js.errors import NotFoundError
 
 from contracts import keyvalue, messaging
+from lattice.ctl import EventStream
 from lattice.keys import KeyPair, KeyRole
 from lattice.links import LinkDefinition
 from lattice.natsd import NatsServer
@@ -183,23 +184,26 @@ async def test_live_update_under_a_stream_of_calls_loses_none(lattice):
                 failures.append(exc)
 
     callers = [asyncio.create_task(caller()) for _ in range(8)]
-    await asyncio.sleep(0.3)
+    # Calls are flowing before the update and go on after it (counted, not timed).
+    await until(lambda: done >= 20 or failures, timeout=30)
     ack = await lattice.ctl("cmd", a.host_id, "upd", body={"actor_id": echo,
                                                            "new_actor_ref": v2})
     assert ack["accepted"], ack
-    await until(lambda: a.actors.actors[echo].revision == 2)
-    await asyncio.sleep(0.3)
+    await until(lambda: a.actors.actors[echo].revision == 2, timeout=30)
+    after_update = done
+    await until(lambda: done >= after_update + 20 or failures, timeout=30)
     stop.set()
     await asyncio.gather(*callers)
     assert failures == []
-    assert done > 50
     inv = await lattice.ctl("get", a.host_id, "inv")
     assert {i["revision"] for i in inv["actors"][0]["instances"]} == {2}
-    # a lower (or equal) revision is refused, and says why
-    ack = await lattice.ctl("cmd", a.host_id, "upd", body={"actor_id": echo,
-                                                           "new_actor_ref": v1})
-    assert ack["accepted"]
-    await asyncio.sleep(0.3)
+    # a lower (or equal) revision is refused, and the failure event says why
+    async with EventStream(lattice.nc, "default", {"actor_update_failed"}) as events:
+        ack = await lattice.ctl("cmd", a.host_id, "upd", body={"actor_id": echo,
+                                                               "new_actor_ref": v1})
+        assert ack["accepted"]
+        failed = await events.wait_for(lambda e: e.data.get("public_key") == echo, timeout=30)
+    assert "revision 1, which is not higher" in failed.data["reason"], failed.data
     assert a.actors.actors[echo].revision == 2
 
 
