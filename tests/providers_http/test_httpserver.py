@@ -110,11 +110,10 @@ async def test_actor_error_is_500_and_timeout_is_503(lattice: Any, embedded: boo
             assert await resp.read() == b""
         ScriptedTap.fail, ScriptedTap.delay = None, 1.0
         TapProvider.calls.clear()
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        # The actor answers after 1 s: inside the host's 2 s default it would be a 200, so a
+        # 503 means the link's 300 ms timeout_ms was applied.
         async with http.get(url) as resp:
             assert resp.status == 503
-        assert loop.time() - started < 0.9  # timeout_ms applied, not the host's 2 s default
         ScriptedTap.delay = 0.0
         await until(lambda: TapProvider.calls)  # the actor (one instance) finished the slow call
         async with http.get(url) as resp:  # the listener is still healthy afterwards

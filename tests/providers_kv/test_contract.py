@@ -137,18 +137,20 @@ async def test_wrong_type(env: Env) -> None:
 
 async def test_expiry(env: Env) -> None:
     kv = env.kv
-    await kv("Set", SetRequest("ttl", "soon gone", expires=1))
-    await kv("Set", SetRequest("kept", "stays", expires=0))
-    await kv("Set", SetRequest("renewed", "x", expires=1))
-    await kv("Set", SetRequest("renewed", "y"))  # a plain SET drops the TTL
-    await kv("Set", SetRequest("counter", "10", expires=1))
-    assert await kv("Increment", IncrementRequest("counter", 1)) == 11  # INCRBY keeps the TTL
+    # Each key is read straight after it is written, one RPC later, well inside its 3 s TTL
+    # (TTLs are whole seconds; 1 s left too little room on a loaded machine).
+    await kv("Set", SetRequest("ttl", "soon gone", expires=3))
     assert await kv("Get", "ttl") == GetResponse("soon gone", True)
+    await kv("Set", SetRequest("counter", "10", expires=3))
+    assert await kv("Increment", IncrementRequest("counter", 1)) == 11  # INCRBY keeps the TTL
+    await kv("Set", SetRequest("kept", "stays", expires=0))
+    await kv("Set", SetRequest("renewed", "x", expires=3))
+    await kv("Set", SetRequest("renewed", "y"))  # a plain SET drops the TTL
 
     async def expired() -> bool:
         return await kv("Get", "ttl") == MISSING and await kv("Get", "counter") == MISSING
 
-    await until_true(expired)
+    await until_true(expired, timeout=30)
     assert await kv("Contains", "ttl") is False
     assert await kv("Del", "ttl") is False
     assert await kv("Increment", IncrementRequest("ttl", 1)) == 1  # counts from 0 again

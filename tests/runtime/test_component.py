@@ -14,6 +14,7 @@ from lattice.claims import module_hash, sign_actor, verify_module
 from lattice.keys import KeyPair, KeyRole
 from lattice.runtime import ActorLoadError, GuestCallError, HostCallError
 from tests.components import build_raw
+from tests.harness import until
 
 
 @pytest.fixture(scope="module")
@@ -167,8 +168,9 @@ async def test_instances_serve_concurrent_calls(rt, signed):
 
     actor = await rt(max_instances=3).load(signed, wait)
     calls = [asyncio.create_task(actor.call("Host", b"d|ns|op|")) for _ in range(3)]
-    await asyncio.sleep(0.3)
-    assert actor.pool.in_use == 3
+    # all three run at once: each holds an instance while it waits on the gate
+    await until(lambda: actor.pool.in_use == 3)
+    assert not any(c.done() for c in calls)
     gate.set()
     assert await asyncio.gather(*calls) == [b"ok:done"] * 3
 

@@ -9,7 +9,6 @@ label is the reconciler's side of this issue, tested with the app suite.)
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from contracts.keyvalue import GetResponse, IncrementRequest, SetRequest
@@ -27,7 +26,6 @@ from tests.topology.conftest import (
 
 async def test_actor_in_one_cluster_calls_a_provider_in_the_other(tmp_path: Path,
                                                                    servers) -> None:
-    started = time.monotonic()
     gateway_ports = {"east": free_port(), "west": free_port()}
     gateways = {name: f"nats://127.0.0.1:{port}" for name, port in gateway_ports.items()}
     east = cluster_nodes(tmp_path, "east", 2, gateway_name="east", gateways=gateways)
@@ -63,4 +61,3 @@ async def test_actor_in_one_cluster_calls_a_provider_in_the_other(tmp_path: Path
         assert east_host.store.claims and east_host.store.claims == west_host.store.claims
     finally:
         await lat.close()
-    assert time.monotonic() - started < 40
