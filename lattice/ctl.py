@@ -1,4 +1,4 @@
-"""A typed client for the lattice control interface (WIRE.md §3.3) and its events (§3.4).
+"""A typed client for the lattice control interface (docs/wire.md §3.3) and its events (§3.4).
 
 Every method maps to one subject under ``{prefix}.{lattice}``; replies are parsed into small
 dataclasses. Commands are acknowledged *before* the host does the work, so callers that care
@@ -30,7 +30,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from lattice.connect import settle
-from lattice.links import LinkDefinition
+from lattice.links import LinkDefinition, check_link
 from lattice.rpc import subjects
 
 log = logging.getLogger("lattice.ctl")
@@ -41,6 +41,10 @@ _NO_RESPONDERS = "503"
 
 class CtlError(Exception):
     """A control request failed or was refused; the message says what to do next."""
+
+
+class CtlInvalid(CtlError):
+    """A request refused before it was sent: an argument cannot be part of a NATS subject."""
 
 
 class CtlTimeout(CtlError):
@@ -283,6 +287,13 @@ class EventStream:
                 return event
 
 
+def _check_link_name(link_name: str) -> None:
+    try:
+        subjects.check_link_name(link_name)
+    except subjects.InvalidSubjectToken as exc:
+        raise CtlInvalid(f"{exc}; e.g. --link-name backup") from None
+
+
 # --- the client ---------------------------------------------------------------------------------
 
 
@@ -301,6 +312,14 @@ class CtlClient:
 
     def _subject(self, *parts: str) -> str:
         return subjects.ctl(self.lattice, *parts, prefix=self.prefix)
+
+    def _host_subject(self, kind: str, host_id: str, verb: str) -> str:
+        try:
+            subjects.check_token("host id", host_id)
+        except subjects.InvalidSubjectToken as exc:
+            raise CtlInvalid(f"{exc}; host ids are the N… keys `lattice get hosts` lists") \
+                from None
+        return self._subject(kind, host_id, verb)
 
     @property
     def _where(self) -> str:
@@ -386,7 +405,7 @@ class CtlClient:
         return sorted(hosts, key=lambda h: (h.friendly_name, h.id))
 
     async def inventory(self, host_id: str) -> HostInventory:
-        reply = await self._request(self._subject("get", host_id, "inv"), None,
+        reply = await self._request(self._host_subject("get", host_id, "inv"), None,
                                     "the inventory request", host_id)
         if not isinstance(reply, dict):
             raise CtlError(f"host {host_id} sent an unreadable inventory")
@@ -410,7 +429,7 @@ class CtlClient:
                           annotations: Mapping[str, str] | None = None) -> Ack:
         body = {"actor_ref": actor_ref, "count": count,
                 "annotations": dict(annotations) if annotations else None, "host_id": host_id}
-        return await self._command(self._subject("cmd", host_id, "la"), body,
+        return await self._command(self._host_subject("cmd", host_id, "la"), body,
                                    "the start-actor command", host_id)
 
     async def stop_actor(self, host_id: str, actor_id: str, count: int = 0,
@@ -418,27 +437,28 @@ class CtlClient:
         """Stop ``count`` instances (0 = all) of the actor on that host."""
         body = {"actor_ref": actor_id, "count": count,
                 "annotations": dict(annotations) if annotations else None, "host_id": host_id}
-        return await self._command(self._subject("cmd", host_id, "sa"), body,
+        return await self._command(self._host_subject("cmd", host_id, "sa"), body,
                                    "the stop-actor command", host_id)
 
     async def scale_actor(self, host_id: str, actor_id: str, actor_ref: str, count: int,
                           annotations: Mapping[str, str] | None = None) -> Ack:
         body = {"actor_id": actor_id, "actor_ref": actor_ref, "count": count,
                 "annotations": dict(annotations) if annotations else None, "host_id": host_id}
-        return await self._command(self._subject("cmd", host_id, "scale"), body,
+        return await self._command(self._host_subject("cmd", host_id, "scale"), body,
                                    "the scale-actor command", host_id)
 
     async def update_actor(self, host_id: str, actor_id: str, new_actor_ref: str,
                            annotations: Mapping[str, str] | None = None) -> Ack:
         body = {"actor_id": actor_id, "new_actor_ref": new_actor_ref,
                 "annotations": dict(annotations) if annotations else None, "host_id": host_id}
-        return await self._command(self._subject("cmd", host_id, "upd"), body,
+        return await self._command(self._host_subject("cmd", host_id, "upd"), body,
                                    "the update-actor command", host_id)
 
     async def start_provider(self, host_id: str, provider_ref: str, link_name: str = "default",
                              configuration: str = "",
                              annotations: Mapping[str, str] | None = None, *,
                              embedded: bool = False, contract_id: str | None = None) -> Ack:
+        _check_link_name(link_name)
         body: dict[str, Any] = {
             "provider_ref": provider_ref, "link_name": link_name,
             "configuration": configuration,
@@ -448,7 +468,7 @@ class CtlClient:
             body["embedded"] = True
         if contract_id:
             body["contract_id"] = contract_id
-        return await self._command(self._subject("cmd", host_id, "lp"), body,
+        return await self._command(self._host_subject("cmd", host_id, "lp"), body,
                                    "the start-provider command", host_id)
 
     async def stop_provider(self, host_id: str, provider_id: str, link_name: str = "default",
@@ -456,23 +476,23 @@ class CtlClient:
                             annotations: Mapping[str, str] | None = None) -> Ack:
         body = {"provider_ref": provider_id, "link_name": link_name, "contract_id": contract_id,
                 "annotations": dict(annotations) if annotations else None, "host_id": host_id}
-        return await self._command(self._subject("cmd", host_id, "sp"), body,
+        return await self._command(self._host_subject("cmd", host_id, "sp"), body,
                                    "the stop-provider command", host_id)
 
     async def stop_host(self, host_id: str, timeout_ms: int | None = None) -> Ack:
         body: dict[str, Any] = {"host_id": host_id}
         if timeout_ms is not None:
             body["timeout"] = timeout_ms  # OTP's code reads "timeout" (the docs say timeout_ms)
-        return await self._command(self._subject("cmd", host_id, "stop"), body,
+        return await self._command(self._host_subject("cmd", host_id, "stop"), body,
                                    "the stop-host command", host_id)
 
     async def put_label(self, host_id: str, key: str, value: str) -> Ack:
-        return await self._command(self._subject("labels", host_id, "put"),
+        return await self._command(self._host_subject("labels", host_id, "put"),
                                    {"key": key, "value": value}, "the put-label command",
                                    host_id)
 
     async def del_label(self, host_id: str, key: str) -> Ack:
-        return await self._command(self._subject("labels", host_id, "del"), {"key": key},
+        return await self._command(self._host_subject("labels", host_id, "del"), {"key": key},
                                    "the delete-label command", host_id)
 
     # -- lattice commands --
@@ -480,6 +500,10 @@ class CtlClient:
     async def put_link(self, actor_id: str, provider_id: str, contract_id: str,
                        link_name: str = "default",
                        values: Mapping[str, str] | None = None) -> Ack:
+        try:
+            check_link(LinkDefinition(actor_id, provider_id, contract_id, link_name))
+        except subjects.InvalidSubjectToken as exc:
+            raise CtlInvalid(f"cannot link: {exc}") from None
         body = {"actor_id": actor_id, "provider_id": provider_id, "contract_id": contract_id,
                 "link_name": link_name, "values": dict(values or {})}
         return await self._command(self._subject("linkdefs", "put"), body, "the link put")
@@ -498,6 +522,7 @@ class CtlClient:
     async def auction_provider(self, provider_ref: str, link_name: str = "default",
                                constraints: Mapping[str, str] | None = None, wait: float = 1.0,
                                *, limit: int | None = None) -> list[AuctionAck]:
+        _check_link_name(link_name)
         body = {"provider_ref": provider_ref, "link_name": link_name,
                 "constraints": dict(constraints or {})}
         replies = await self._gather(self._subject("auction", "provider"), body, wait, limit)

@@ -1,4 +1,5 @@
-"""Link definitions (WIRE.md §4): (actor, contract id, link name) → provider, plus config values."""
+"""Link definitions (docs/wire.md §4): (actor, contract id, link name) → provider, plus config
+values."""
 
 from __future__ import annotations
 
@@ -7,9 +8,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lattice.rpc import subjects
+
+# A contract id travels in payloads and KV values, not in subjects; it still gets a bound.
+MAX_CONTRACT_ID = 256
+
 
 def link_id(actor_id: str, contract_id: str, link_name: str) -> str:
-    """The linkdef id OTP ≥0.60 and the control-interface client agree on (WIRE.md §3.6)."""
+    """The linkdef id OTP ≥0.60 and the control-interface client agree on (docs/wire.md §3.6)."""
     return hashlib.sha256(f"{actor_id}{contract_id}{link_name}".encode()).hexdigest().upper()
 
 
@@ -41,6 +47,24 @@ class LinkDefinition:
         return {"id": self.id, "actor_id": self.actor_id, "provider_id": self.provider_id,
                 "link_name": self.link_name, "contract_id": self.contract_id,
                 "values": dict(self.values)}
+
+
+def check_link(link: LinkDefinition) -> LinkDefinition:
+    """``link`` if every part of it can be stored and delivered, else
+    :class:`~lattice.rpc.subjects.InvalidSubjectToken` naming the part.
+
+    The actor id, provider id and link name become subject tokens
+    (``wasmbus.rpc.{lattice}.{provider}.{link name}.linkdefs.put``), so they are checked
+    before a link is acknowledged, stored, or delivered from the store."""
+    subjects.check_token("actor id", link.actor_id)
+    subjects.check_token("provider id", link.provider_id)
+    subjects.check_link_name(link.link_name)
+    contract = link.contract_id
+    if not contract or len(contract) > MAX_CONTRACT_ID or any(c.isspace() for c in contract):
+        raise subjects.InvalidSubjectToken(
+            f"the contract id {contract[:80]!r} must be 1 to {MAX_CONTRACT_ID} characters "
+            "with no white space, e.g. wasmcloud:keyvalue")
+    return link
 
 
 class LinkTable:

@@ -1,4 +1,5 @@
-"""The host side of the control interface (WIRE.md §3.3): JSON over ``wasmbus.ctl.{lattice}.…``.
+"""The host side of the control interface (docs/wire.md §3.3): JSON over
+``wasmbus.ctl.{lattice}.…``.
 
 Queries answer from this host's caches. Commands are acknowledged at once
 (``{"accepted": true, "error": ""}``) and carried out in the background; their outcome is
@@ -20,7 +21,7 @@ from nats.aio.msg import Msg
 from lattice.artifacts import set_registry_credentials
 from lattice.connect import settle
 from lattice.host.actors import ActorCommandError
-from lattice.links import LinkDefinition
+from lattice.links import LinkDefinition, check_link
 from lattice.rpc import subjects
 
 if TYPE_CHECKING:
@@ -136,8 +137,10 @@ class ControlServer:
                 if not provider_id:
                     raise ValueError("provider_id is required")
                 values = {str(k): str(v) for k, v in (body.get("values") or {}).items()}
-                await self.host.store.put_link(LinkDefinition(actor_id, provider_id,
-                                                              contract_id, link_name, values))
+                # Refused here, before it is acknowledged or stored: its ids become subjects.
+                link = check_link(LinkDefinition(actor_id, provider_id, contract_id, link_name,
+                                                 values))
+                await self.host.store.put_link(link)
             elif verb == "del":
                 if not await self.host.store.delete_link(actor_id, contract_id, link_name):
                     raise ValueError(f"no link for actor {actor_id}, contract {contract_id}, "
@@ -166,8 +169,12 @@ class ControlServer:
             doc = {"actor_ref": body.get("actor_ref", ""), "constraints": constraints,
                    "host_id": self.host.host_id}
         elif kind == "provider":
-            link_name = body.get("link_name") or "default"
+            link_name = str(body.get("link_name") or "default")
             ref = str(body.get("provider_ref", ""))
+            try:
+                subjects.check_link_name(link_name)
+            except subjects.InvalidSubjectToken:
+                return  # no host could run it: the client says why before it asks
             if self.host.provider_runs(ref, link_name):
                 return
             doc = {"provider_ref": ref, "link_name": link_name, "constraints": constraints,
@@ -310,7 +317,7 @@ class ControlServer:
         ref = str(body.get("provider_ref") or "")
         if not ref:
             raise ValueError("provider_ref is required")
-        link_name = str(body.get("link_name") or "default")
+        link_name = subjects.check_link_name(str(body.get("link_name") or "default"))
         config = body.get("configuration", body.get("config")) or ""
         if not isinstance(config, str):
             config = json.dumps(config)

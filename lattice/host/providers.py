@@ -1,4 +1,4 @@
-"""Provider supervision on a host (WIRE.md §7): resolve, spawn, health-check, restart, stop.
+"""Provider supervision on a host (docs/wire.md §7): resolve, spawn, health-check, restart, stop.
 
 A provider is a child process fed HostData on stdin (kept open: EOF tells our SDK the host is
 gone), or an embedded :class:`~lattice.provider.ProviderBridge` on the host's own NATS
@@ -6,7 +6,7 @@ connection. Children die with the host: same session (Ctrl-C reaches them) and, 
 parent-death SIGKILL so even a SIGKILLed host leaves no orphan.
 
 Refs: a provider package name (``kvmem`` / ``providers.kvmem``), a path or ``file://`` URL of
-an executable (``contract_id`` required), or a ``.par``/``.par.gz`` archive (WIRE.md §5.5).
+an executable (``contract_id`` required), or a ``.par``/``.par.gz`` archive (docs/wire.md §5.5).
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class ProviderInfo:
     pid: int | None
     state: str
     restarts: int
-    claims: dict[str, str]  # CLAIMS_{pk} value: every key a string (WIRE.md §3.6)
+    claims: dict[str, str]  # CLAIMS_{pk} value: every key a string (docs/wire.md §3.6)
 
 
 @dataclass
@@ -192,6 +192,11 @@ def _child_preexec(parent_pid: int) -> Callable[[], None] | None:
     return setup
 
 
+def _absolute(path: str | None) -> str | None:
+    """A file the host was given, as a path that holds from any working directory."""
+    return str(Path(path).expanduser().absolute()) if path else None
+
+
 def _host_log_level() -> str:
     level = logging.getLogger().getEffectiveLevel()
     if level <= logging.DEBUG:
@@ -280,6 +285,10 @@ class ProviderSupervisor:
         tests); ``ref`` is then only its name, from which its key is derived.
         """
         link_name = link_name or "default"
+        try:
+            subjects.check_link_name(link_name)
+        except subjects.InvalidSubjectToken as exc:
+            raise ProviderStartError(str(exc)) from None
         try:
             if provider_cls is not None:
                 embedded = True
@@ -448,7 +457,10 @@ class ProviderSupervisor:
             link_definitions=list(self.links_for(inst.info.public_key, inst.info.link_name)),
             cluster_issuers=list(self.cluster_issuers), config_json=inst.config_json,
             default_rpc_timeout_ms=int(self.rpc_timeout * 1000), structured_logging=True,
-            log_level=_host_log_level(), js_domain=self.js_domain)
+            log_level=_host_log_level(), js_domain=self.js_domain,
+            lattice_rpc_tls_ca=_absolute(self.nats.tls_ca),
+            lattice_rpc_tls_cert=_absolute(self.nats.tls_cert),
+            lattice_rpc_tls_key=_absolute(self.nats.tls_key))
 
     def _fields(self, inst: _Instance, **more: Any) -> dict[str, Any]:
         return {"provider_name": inst.info.name, "provider_key": inst.info.public_key,

@@ -1,5 +1,5 @@
 """The lattice store: links and claims in the JetStream KV bucket LATTICEDATA_{lattice}
-(WIRE.md §3.6, §4.2).
+(docs/wire.md §3.6, §4.2).
 
 Writes go to the bucket only. Every host — including the writer — learns about changes from its
 watcher, so changes written straight into the bucket by other tools (e.g. wash's control client)
@@ -17,12 +17,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nats.aio.client import Client
-from nats.js.errors import BadRequestError, BucketNotFoundError
+from nats.js.errors import BadRequestError, BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from lattice.connect import jetstream
-from lattice.links import LinkDefinition, LinkTable, link_id
-from lattice.rpc.subjects import lattice_bucket
+from lattice.links import LinkDefinition, LinkTable, check_link, link_id
+from lattice.rpc.subjects import InvalidSubjectToken, lattice_bucket
 
 log = logging.getLogger("lattice.store")
 
@@ -86,12 +86,17 @@ class LatticeStore:
     # ---- writes (the watcher applies them) ------------------------------------------------------
 
     async def put_link(self, link: LinkDefinition) -> None:
+        check_link(link)
         await self._kv_or_fail().put(LINK_PREFIX + link.id, json.dumps(link.to_wire()).encode())
 
     async def delete_link(self, actor_id: str, contract_id: str, link_name: str) -> bool:
+        """Remove a stored link, including one the watcher ignored as undeliverable."""
         key = LINK_PREFIX + link_id(actor_id, contract_id, link_name)
         if key.removeprefix(LINK_PREFIX) not in self._by_id:
-            return False
+            try:
+                await self._kv_or_fail().get(key)
+            except KeyNotFoundError:
+                return False
         await self._kv_or_fail().purge(key)  # OTP purges; the control client deletes: both work
         return True
 
@@ -148,6 +153,16 @@ class LatticeStore:
                 await self._on_link_del(link)
             return
         link = link_from_json(value)  # the id may be absent (wash writes it without): recompute
+        try:
+            check_link(link)
+        except InvalidSubjectToken as exc:
+            # Written straight into the bucket, or by an older host: delivering it would send
+            # a subject nats-server refuses by closing our connection. Keep it out of the
+            # table (so nothing routes to it or forwards it); `lattice link del` removes it.
+            log.warning("ignoring a stored link that cannot be delivered", extra={
+                "key": LINK_PREFIX + stored_id, "actor": link.actor_id[:80],
+                "contract": link.contract_id[:80], "error": str(exc)})
+            return
         old = self.links.get(link.actor_id, link.contract_id, link.link_name)
         self._by_id[link.id] = link
         self.links.put(link)
