@@ -1,6 +1,6 @@
 """wasmCloud 0.x capability contracts: operation names, typed messages and exact msgpack codecs.
 
-Spec: /work/shared/CONTRACTS.md. Typical use::
+Spec: docs/contracts.md. Typical use::
 
     op = contracts.operation("KeyValue.Increment")
     payload = op.encode_input(contracts.keyvalue.IncrementRequest(key="counter", value=1))

@@ -11,7 +11,7 @@ derived as lowerCamelCase (``query_string`` -> ``queryString``) unless the field
 
 Sending is strict (wrong types and out-of-range ints raise ``CodecError``, every non-optional key
 is always written, map keys follow declaration order so bytes match Rust ``rmp_serde``).
-Receiving is lenient the way CONTRACTS.md §2/§11 asks: missing keys and nil take defaults,
+Receiving is lenient the way docs/contracts.md §2/§11 asks: missing keys and nil take defaults,
 ``""`` is "absent" for optional strings, blobs may arrive as bin/str/int arrays, structs may be
 positional arrays, unknown keys are ignored, and a ``0xc1``/``0x7f`` format prefix is honoured.
 

@@ -22,7 +22,7 @@ class HttpRequest:
 
 @dataclass(slots=True)
 class HttpResponse:
-    status_code: U16 = 200  # SDK default per CONTRACTS.md (a missing key still decodes as 0)
+    status_code: U16 = 200  # SDK default per docs/contracts.md (a missing key still decodes as 0)
     header: HeaderMap = field(default_factory=dict)
     body: bytes = b""
 

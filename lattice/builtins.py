@@ -1,4 +1,5 @@
-"""The builtin capabilities every host answers itself (WIRE.md §5.6, CONTRACTS.md §6.7-6.8)."""
+"""The builtin capabilities every host answers itself (docs/wire.md §5.6,
+docs/contracts.md §6.7-6.8)."""
 
 from __future__ import annotations
 
@@ -59,5 +60,5 @@ def _numbergen(operation: str, payload: bytes) -> bytes:
     limit = op.decode_input(payload)
     if limit.min > limit.max:
         raise HostCallError(f"{operation}: min ({limit.min}) is greater than max ({limit.max})")
-    # Inclusive at both ends, like both wasmCloud hosts (CONTRACTS.md §6.8).
+    # Inclusive at both ends, like both wasmCloud hosts (docs/contracts.md §6.8).
     return op.encode_output(limit.min + secrets.randbelow(limit.max - limit.min + 1))

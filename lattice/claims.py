@@ -1,4 +1,4 @@
-"""wascap actor claims: sign, embed in and extract from wasm, verify (WIRE.md §5.2-5.4).
+"""wascap actor claims: sign, embed in and extract from wasm, verify (docs/wire.md §5.2-5.4).
 
 The claims JWT lives in a top-level custom section named ``jwt`` (wascap <= 0.8) or
 ``wasmcloud_jwt`` (wascap >= 0.9). The signed ``wascap.hash`` is the SHA-256 of the binary with
@@ -238,7 +238,7 @@ def _check_hash(claims: ActorClaims, actual: str) -> None:
             "hash-mismatch", f"module hash mismatch: the module was changed after signing {detail}"
         )
     # Older signers (no revision, or wascap 0.9's different algorithm) are not enforced by
-    # current hosts; we report it instead of refusing the module (WIRE §5.2 Recommendation).
+    # current hosts; we report it instead of refusing the module (docs/wire.md §5.2).
     revision = claims.wascap_revision if claims.wascap_revision is not None else "none"
     claims.warnings.append(
         f"module hash mismatch ignored for an older token (wascap_revision {revision}): the "

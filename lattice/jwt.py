@@ -1,4 +1,4 @@
-"""Compact JWS with Ed25519 nkeys, byte-compatible with wascap (WIRE.md §2.5).
+"""Compact JWS with Ed25519 nkeys, byte-compatible with wascap (docs/wire.md §2.5).
 
 ``base64url_nopad(header) . base64url_nopad(claims) . base64url_nopad(signature)`` where the
 signature covers the ASCII of the first two segments and is made by the key named in ``iss``.

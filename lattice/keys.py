@@ -1,4 +1,4 @@
-"""nkeys: Ed25519 identities for every wasmCloud role (WIRE.md §5.1).
+"""nkeys: Ed25519 identities for every wasmCloud role (docs/wire.md §5.1).
 
 A public key is ``base32_nopad(prefix ‖ 32-byte public key ‖ crc16_le)`` (56 characters); a seed is
 ``base32_nopad(b1 ‖ b2 ‖ 32-byte seed ‖ crc16_le)`` (58 characters) where ``b1``/``b2`` pack the

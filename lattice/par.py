@@ -1,4 +1,4 @@
-"""Provider archives, ``.par`` / ``.par.gz`` (WIRE.md §5.5).
+"""Provider archives, ``.par`` / ``.par.gz`` (docs/wire.md §5.5).
 
 A tar (optionally gzip) holding ``claims.jwt`` — a provider JWT signed by an account key, whose
 ``wascap.target_hashes`` lists the SHA-256 of every binary — and one executable per target named
@@ -188,7 +188,7 @@ def _cache_component(text: str) -> str:
 
 def cache_path(archive: ProviderArchive, cache_root: str | Path, link_name: str = "default"
                ) -> Path:
-    """``{cache_root}/wasmcloudcache/{provider_pk}/{rev}/{contract}_{link}`` (WIRE.md §5.5)."""
+    """``{cache_root}/wasmcloudcache/{provider_pk}/{rev}/{contract}_{link}`` (docs/wire.md §5.5)."""
     name = f"{_cache_component(archive.capid)}_{_cache_component(link_name)}"
     if sys.platform.startswith("win"):
         name += ".exe"

@@ -1,4 +1,4 @@
-"""Where an actor's host call goes (WIRE.md §1.6) and whether it is allowed (§5.3).
+"""Where an actor's host call goes (docs/wire.md §1.6) and whether it is allowed (§5.3).
 
 Order: builtins → link definition → actor key → call alias. Claims are the security model, so
 every call to a capability contract is checked against the actor's ``caps`` before anything

@@ -42,7 +42,7 @@ from ._errors import HostError
 
 KiB = 1024
 MiB = 1024 * KiB
-# Upload chunks: at most 1 MiB (CONTRACTS.md §6.5); the default keeps every PutChunk below the
+# Upload chunks: at most 1 MiB (docs/contracts.md §6.5); the default keeps every PutChunk below the
 # 900 KiB threshold above which an invocation detours through the JetStream object store.
 MAX_PUT_CHUNK = 1 * MiB
 DEFAULT_PUT_CHUNK = 512 * KiB

@@ -1,4 +1,4 @@
-"""App manifests: wadm's ``core.oam.dev/v1beta1`` Application (shared/MANIFEST.md) as frozen
+"""App manifests: wadm's ``core.oam.dev/v1beta1`` Application (docs/manifest.md) as frozen
 dataclasses.
 
 Parsing validates everything up front and collects *all* problems into one

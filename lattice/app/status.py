@@ -1,4 +1,4 @@
-"""App and scaler status, derived only from what the lattice reports (MANIFEST.md "Status").
+"""App and scaler status, derived only from what the lattice reports (docs/manifest.md, "Status").
 
 A scaler is *satisfied* when the observed lattice already matches it; the app is ``deployed``
 when every scaler is, ``reconciling`` (with one reason per unsatisfied scaler) otherwise, and

@@ -1,6 +1,6 @@
 """``lattice start|stop|scale|update actor …`` and ``lattice start|stop provider …``.
 
-Every command sends one control-interface command per host (WIRE.md §3.3.2), then — because
+Every command sends one control-interface command per host (docs/wire.md §3.3.2), then — because
 hosts acknowledge before they do the work — waits for the host's events (§3.4) and reports the
 outcome, showing progress on stderr while it waits. ``--wait 0`` only reports the
 acknowledgement.

@@ -1,4 +1,4 @@
-"""``lattice app deploy|undeploy|list|status|history``: declarative apps (shared/MANIFEST.md).
+"""``lattice app deploy|undeploy|list|status|history``: declarative apps (docs/manifest.md).
 
 Deploy validates the manifest here, before anything starts (every problem listed, each naming
 its component), uploads local image files into the lattice's artifact store (so hosts on other

@@ -7,7 +7,7 @@ string becomes bytes where the field is a blob) and the decoded result is printe
 Over a lattice, the invocation is signed with a cluster seed that the hosts trust:
 ``--cluster-seed`` (or ``$LATTICE_CLUSTER_SEED``), else the seed ``lattice up`` shares with its
 host in ``state_dir()/cluster.nk``. The origin is a fresh actor key per run: hosts accept
-actor-to-actor calls without capability checks (WIRE.md §6.2), so the caller needs no claims.
+actor-to-actor calls without capability checks (docs/wire.md §6.2), so the caller needs no claims.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ EXAMPLE = """examples:
       --data '{"method": "GET", "path": "/hello", "queryString": "a=1", "body": "hi"}'
   lattice call echo HttpServer.HandleRequest --data '{"path": "/hello"}'   # on the lattice
 
-Operations of the contracts in CONTRACTS.md take their typed message as JSON (keys in wire
+Operations of the contracts in docs/contracts.md take their typed message as JSON (keys in wire
 camelCase or snake_case; a string becomes bytes where the field is a blob). Any other operation
 (e.g. an actor's own interface such as Pingpong.Ping) takes --data as a JSON value that is sent
 as plain msgpack, and its result is shown as decoded msgpack.

@@ -1,4 +1,4 @@
-"""``lattice link put|del``: bind an actor to a provider for one contract (WIRE.md §4).
+"""``lattice link put|del``: bind an actor to a provider for one contract (docs/wire.md §4).
 
 ACTOR and PROVIDER may be public keys or the ``name`` in their claims (the lattice's claims
 are looked up through the control interface); ``lattice get links`` lists the result.

@@ -1,4 +1,4 @@
-"""A lattice host (WIRE.md §3, §6, §7): actors over NATS RPC, provider supervision, the control
+"""A lattice host (docs/wire.md §3, §6, §7): actors over NATS RPC, provider supervision, the control
 interface and the lattice store.
 
     host = Host(HostConfig(nats=NatsOptions(url="nats://127.0.0.1:4222")))

@@ -1,4 +1,4 @@
-"""Everything a host is configured with (WIRE.md §6.1), as one plain data class."""
+"""Everything a host is configured with (docs/wire.md §6.1), as one plain data class."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CloudEvents 1.0 on the lattice's event subjects (WIRE.md §3.4).
+"""CloudEvents 1.0 on the lattice's event subjects (docs/wire.md §3.4).
 
 Every event goes to ``wasmbus.evt.{lattice}`` (OTP) and ``wasmbus.evt.{lattice}.{type}`` (Rust
 host), so clients of either generation see it.

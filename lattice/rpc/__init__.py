@@ -1,4 +1,4 @@
-"""Lattice RPC (WIRE.md §2-3): the invocation envelope, anti-forgery JWTs, chunking of large
+"""Lattice RPC (docs/wire.md §2-3): the invocation envelope, anti-forgery JWTs, chunking of large
 payloads, subjects, and the client/server halves of an invocation over NATS."""
 
 from lattice.rpc.antiforgery import AntiForgeryError, new_invocation, validate

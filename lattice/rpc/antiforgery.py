@@ -1,4 +1,4 @@
-"""Anti-forgery: every invocation carries a JWT signed with a cluster seed (WIRE.md §2.5).
+"""Anti-forgery: every invocation carries a JWT signed with a cluster seed (docs/wire.md §2.5).
 
 Signing binds origin, target, operation and the full payload (via the hash) to a trusted
 cluster key; receivers check all of it, in the order the reference implementations do, and

@@ -1,4 +1,4 @@
-"""Large payloads through the JetStream object store (WIRE.md §2.6).
+"""Large payloads through the JetStream object store (docs/wire.md §2.6).
 
 Bucket = the lattice prefix; request objects are named by invocation id, responses ``{id}-r``.
 The reader deletes what it read; a failed delete only leaves garbage behind, never an error.

@@ -1,4 +1,4 @@
-"""The RPC envelope: WasmCloudEntity, Invocation and InvocationResponse (WIRE.md §2.2-2.4).
+"""The RPC envelope: WasmCloudEntity, Invocation and InvocationResponse (docs/wire.md §2.2-2.4).
 
 Encoding follows wasmbus-rpc exactly (msgpack maps, snake_case keys, ``msg`` as bin, ``error``
 omitted on success). Decoding is tolerant of every peer: OTP's Elixir encoder sends ``msg`` as a
@@ -59,7 +59,7 @@ class Entity:
 
 
 def invocation_hash(origin_url: str, target_url: str, operation: str, msg: bytes) -> str:
-    """HEX_UPPER(SHA-256(origin_url ‖ target_url ‖ operation ‖ msg)) (WIRE.md §2.5)."""
+    """HEX_UPPER(SHA-256(origin_url ‖ target_url ‖ operation ‖ msg)) (docs/wire.md §2.5)."""
     digest = hashlib.sha256()
     for part in (origin_url.encode(), target_url.encode(), operation.encode(), msg):
         digest.update(part)

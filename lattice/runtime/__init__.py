@@ -1,4 +1,4 @@
-"""Run actors in wasmtime: wasmbus modules (WIRE.md §1) and lattice:actor components
+"""Run actors in wasmtime: wasmbus modules (docs/wire.md §1) and lattice:actor components
 (actors/wit/lattice-actor.wit, the Python actor SDK's target).
 
 Public API::

@@ -3,7 +3,7 @@
 Each in-flight guest call holds one *slot*; an instance is created only while holding a slot, so
 an actor never has more than ``size`` instances. Healthy instances go back to the idle list;
 an instance that trapped, timed out or broke the ABI is closed and replaced lazily, because
-wasmbus promises no state across calls (WIRE.md §1.8) and a broken store must not serve again.
+wasmbus promises no state across calls (docs/wire.md §1.8) and a broken store must not serve again.
 
 All bookkeeping happens on the event loop thread, so plain counters need no locks.
 """

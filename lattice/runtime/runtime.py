@@ -151,7 +151,7 @@ class Runtime:
 
 
 def _identify(wasm: bytes, allow_unsigned: bool, name: str | None) -> ActorIdentity:
-    """Who this module is, from its verified claims (WIRE.md §5.2)."""
+    """Who this module is, from its verified claims (docs/wire.md §5.2)."""
     label = name or "actor"
     try:
         is_component(wasm)

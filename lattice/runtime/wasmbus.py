@@ -1,4 +1,4 @@
-"""The wasmbus ABI (WIRE.md §1): host imports, per-call state, and one live instance.
+"""The wasmbus ABI (docs/wire.md §1): host imports, per-call state, and one live instance.
 
 A :class:`WasmbusInstance` owns one wasmtime Store and instance. Stores are single-threaded, so
 an instance serves one guest call at a time, always on a worker thread (never the event loop):
@@ -29,9 +29,9 @@ from lattice.runtime.errors import GuestCallError, HostCallError
 log = logging.getLogger("lattice.runtime.wasmbus")
 guest_log = logging.getLogger("lattice.actor")
 
-# The waPC dialect was published under two import module names (WIRE.md §1.1).
+# The waPC dialect was published under two import module names (docs/wire.md §1.1).
 IMPORT_MODULES = ("wasmbus", "wapc")
-# Start functions, in the order they run, each at most once per instance (WIRE.md §1.3).
+# Start functions, in the order they run, each at most once per instance (docs/wire.md §1.3).
 START_FUNCTIONS = ("_start", "wapc_init", "start")
 
 _MASK32 = 0xFFFFFFFF
@@ -71,7 +71,8 @@ def _instance(need_call: bool = True) -> WasmbusInstance:
 
 
 # ---- the host functions -------------------------------------------------------------------------
-# Each takes the wasmtime Caller first; pointers and lengths are unsigned 32-bit (WIRE.md §1.2).
+# Each takes the wasmtime Caller first; pointers and lengths are unsigned 32-bit
+# (docs/wire.md §1.2).
 
 
 def _guest_request(caller: wasmtime.Caller, op_ptr: int, payload_ptr: int) -> None:
@@ -95,7 +96,7 @@ def _host_call(caller: wasmtime.Caller, bd_ptr: int, bd_len: int, ns_ptr: int, n
     inst = _instance()
     state = inst.state
     # Host-call results are per host call: a guest that recovers from one failure must not see
-    # the stale error on its next call (WIRE.md §1.4 recommendation).
+    # the stale error on its next call (docs/wire.md §1.4 recommendation).
     state.host_response = state.host_error = None
     state.host_calls += 1
     binding = inst.read(caller, bd_ptr, bd_len, "__host_call (binding)")
@@ -252,7 +253,7 @@ class WasmbusInstance:
         self._loop = loop
         self._stdout = LineLog(label, "stdout")
         self._stderr = LineLog(label, "stderr")
-        # argv as the 0.62+ hosts do; no env, no preopens (WIRE.md §1.7)
+        # argv as the 0.62+ hosts do; no env, no preopens (docs/wire.md §1.7)
         store = new_store(engine, limits, "main.wasm", self._stdout, self._stderr)
         self.store = store
         store.set_epoch_deadline(limits.ticks_for(start_timeout))
@@ -298,7 +299,7 @@ class WasmbusInstance:
                               operation, payload)
 
     def call(self, operation: str, payload: bytes, timeout: float) -> bytes:
-        """One guest call (WIRE.md §1.4). Blocking; raises GuestCallError on any failure."""
+        """One guest call (docs/wire.md §1.4). Blocking; raises GuestCallError on any failure."""
         op = operation.encode()
         self.state = CallState(op, payload, time.monotonic() + timeout)
         _current.instance = self

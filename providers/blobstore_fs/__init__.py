@@ -1,4 +1,4 @@
-"""``blobstore-fs``: ``wasmcloud:blobstore`` on the local file system (CONTRACTS.md §6.5).
+"""``blobstore-fs``: ``wasmcloud:blobstore`` on the local file system (docs/contracts.md §6.5).
 
 Each linked actor gets a root directory (link value ``ROOT``, default
 ``{state dir}/blobstore/{actor key}``); containers are its sub-directories and objects the files

@@ -1,5 +1,5 @@
 """``blobstore-s3``: ``wasmcloud:blobstore`` on AWS S3, MinIO or any S3-compatible endpoint
-(CONTRACTS.md §6.5). Containers are buckets, objects are keys.
+(docs/contracts.md §6.5). Containers are buckets, objects are keys.
 
 One boto3 client per link, built from (later wins): the process's AWS environment variables,
 the env file named by link value ``env``, the JSON of ``config_json``/``config_b64``, then the

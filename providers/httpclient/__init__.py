@@ -1,4 +1,4 @@
-"""``httpclient``: a ``wasmcloud:httpclient`` provider (CONTRACTS.md §6.2) on aiohttp.
+"""``httpclient``: a ``wasmcloud:httpclient`` provider (docs/contracts.md §6.2) on aiohttp.
 
 ``HttpClient.Request`` sends the actor's request and returns the remote answer as an
 ``HttpResponse`` — any status, 404 and 500 included, is a normal response. Transport failures

@@ -1,4 +1,4 @@
-"""``httpserver``: a ``wasmcloud:httpserver`` provider (CONTRACTS.md §6.1) on aiohttp.
+"""``httpserver``: a ``wasmcloud:httpserver`` provider (docs/contracts.md §6.1) on aiohttp.
 
 One HTTP listener per linked actor, configured from the link values like the reference provider
 ``httpserver-rs`` 0.19: every request becomes ``HttpServer.HandleRequest`` to that actor and the

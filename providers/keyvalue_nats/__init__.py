@@ -1,6 +1,6 @@
 """``keyvalue-nats``: the ``wasmcloud:keyvalue`` contract on a NATS JetStream KV bucket.
 
-Semantics are kvredis's, i.e. Redis's (CONTRACTS.md §6.3), so an actor can move between this
+Semantics are kvredis's, i.e. Redis's (docs/contracts.md §6.3), so an actor can move between this
 provider and keyvalue-redis without noticing: one keyspace per bucket in which a key holds a
 string, a list or a set (using it as another kind is a WRONGTYPE error), ``Increment`` counts
 from 0 and keeps a TTL, ``ListRange`` is LRANGE, ``ListDel`` removes the first match, an emptied

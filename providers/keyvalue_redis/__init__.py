@@ -1,4 +1,4 @@
-"""``keyvalue-redis``: the ``wasmcloud:keyvalue`` contract on Redis (CONTRACTS.md §6.3).
+"""``keyvalue-redis``: the ``wasmcloud:keyvalue`` contract on Redis (docs/contracts.md §6.3).
 
 A Python counterpart of wasmCloud's ``kvredis``: every operation is the one Redis command kvredis
 sends (Get→GET, Set→SET/SETEX, Del/ListClear/SetClear→DEL, Contains→EXISTS, Increment→INCRBY,

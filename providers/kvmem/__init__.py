@@ -1,4 +1,4 @@
-"""``kvmem``: an in-memory ``wasmcloud:keyvalue`` provider (CONTRACTS.md §6.3).
+"""``kvmem``: an in-memory ``wasmcloud:keyvalue`` provider (docs/contracts.md §6.3).
 
 Semantics follow the reference provider kvredis, i.e. Redis: one keyspace per linked actor in
 which a key holds a string, a list or a set (using a key as the wrong kind is a WRONGTYPE error),

@@ -1,4 +1,4 @@
-"""``sqldb-postgres``: a ``wasmcloud:sqldb`` provider for PostgreSQL (CONTRACTS.md §6.4).
+"""``sqldb-postgres``: a ``wasmcloud:sqldb`` provider for PostgreSQL (docs/contracts.md §6.4).
 
 Compatible with the reference provider sqldb-postgres 0.6.0: one connection pool per linked
 actor, created in ``put_link`` from the link values ``config_b64``, ``config_json`` and ``uri``
@@ -231,7 +231,7 @@ async def close_pool(pool: asyncpg.Pool, timeout: float = CLOSE_TIMEOUT) -> None
         pool.terminate()
 
 
-# ---- value mapping (CONTRACTS.md §6.4 row table) ------------------------------------------------
+# ---- value mapping (docs/contracts.md §6.4 row table) --------------------------------------------
 
 
 def rfc3339(value: dt.datetime) -> str:

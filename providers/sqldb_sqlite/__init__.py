@@ -1,4 +1,4 @@
-"""``sqldb-sqlite``: a ``wasmcloud:sqldb`` provider on SQLite files (CONTRACTS.md §6.4).
+"""``sqldb-sqlite``: a ``wasmcloud:sqldb`` provider on SQLite files (docs/contracts.md §6.4).
 
 The same contract as sqldb-postgres on an embedded database: each linked actor gets its own
 SQLite database (link value ``path``; default ``{state_dir}/sqlite/{actor key}.db``;

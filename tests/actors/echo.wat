@@ -1,4 +1,4 @@
-;; echo.wat: the Lattice demo actor, written by hand against the wasmbus ABI (WIRE.md §1).
+;; echo.wat: the Lattice demo actor, written by hand against the wasmbus ABI (docs/wire.md §1).
 ;;
 ;; It answers exactly like the wasmCloud 0.x `echo` example actor (vector `echo` in
 ;; wasmbus-recorded.json):

@@ -2,7 +2,7 @@
 ;;
 ;; `_start`, `wapc_init` and `start` each append one marker byte ("_", "w", "s") to a log in
 ;; this instance's memory. Every guest call answers with the log, so a host that runs each
-;; exactly once per instance, in the recommended order (WIRE.md §1.3), always answers "_ws",
+;; exactly once per instance, in the recommended order (docs/wire.md §1.3), always answers "_ws",
 ;; however many calls the instance has served.
 (module
   (import "wasmbus" "__guest_request"  (func $guest_request  (param i32 i32)))

@@ -1,4 +1,4 @@
-"""A tiny in-memory lattice that applies scaler commands the way a host does (WIRE.md §3.3.2),
+"""A tiny in-memory lattice that applies scaler commands the way a host does (docs/wire.md §3.3.2),
 so tests can check that a plan, once applied, satisfies the manifest and is idempotent.
 
 Public keys are derived from the image name without its version tag (``counter:v2`` →

@@ -1,4 +1,4 @@
-"""Manifest parsing and validation (shared/MANIFEST.md): the documented example, every rule's
+"""Manifest parsing and validation (docs/manifest.md): the documented example, every rule's
 message, aliases, unsupported traits and the storage round trip."""
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ LINKS = [{"actor_id": ACTOR_KEY, "provider_id": PROVIDER_KEY, "link_name": "defa
 
 class Responder:
     """A stand-in host on a real NATS server: records every control request and answers with
-    WIRE.md §3.3 shapes (``refuse`` makes commands answer ``accepted: false``)."""
+    docs/wire.md §3.3 shapes (``refuse`` makes commands answer ``accepted: false``)."""
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -1,4 +1,4 @@
-"""CtlClient against a real NATS server: exact subjects and JSON bodies (WIRE.md §3.3), reply
+"""CtlClient against a real NATS server: exact subjects and JSON bodies (docs/wire.md §3.3), reply
 parsing, scatter/gather, events, and the errors users see."""
 
 from __future__ import annotations

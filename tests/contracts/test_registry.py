@@ -19,7 +19,7 @@ from contracts import (
     sqldb,
 )
 
-# CONTRACTS.md §8 (minus testing, latticecontrol and factorial, which are out of scope).
+# docs/contracts.md §8 (minus testing, latticecontrol and factorial, which are out of scope).
 EXPECTED = {
     "wasmcloud:httpserver": ["HttpServer.HandleRequest"],
     "wasmcloud:httpclient": ["HttpClient.Request"],

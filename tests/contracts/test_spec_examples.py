@@ -1,4 +1,4 @@
-"""Byte-exact examples from CONTRACTS.md §12 and WIRE.md §2.1."""
+"""Byte-exact examples from docs/contracts.md §12 and docs/wire.md §2.1."""
 
 import pytest
 
@@ -10,8 +10,9 @@ def h(text: str) -> bytes:
     return bytes.fromhex(text.replace(" ", ""))
 
 
-# CONTRACTS.md §12 prints the first key as "a6 6d65746f64", which drops the 0x68 ('h') of
-# "method" (a6 announces 6 bytes); the recorded vectors confirm the full "6d6574686f64".
+# The upstream reference these bytes came from printed the first key as "a6 6d65746f64", dropping
+# the 0x68 ('h') of "method" (a6 announces 6 bytes); the recorded vectors confirm the full
+# "6d6574686f64", which is what docs/contracts.md §12 shows.
 HTTP_REQUEST_BYTES = h(
     "85 a6 6d6574686f64 a3 474554 a4 70617468 a2 2f61 ab 7175657279537472696e67 a0"
     " a6 686561646572 81 a6 616363657074 91 a3 2a2f2a a4 626f6479 c4 03 010203"

@@ -1,4 +1,4 @@
-"""Receive-side leniency required by CONTRACTS.md §2 and §11 (Rust/TinyGo peer quirks)."""
+"""Receive-side leniency required by docs/contracts.md §2 and §11 (Rust/TinyGo peer quirks)."""
 
 import cbor2
 import msgpack

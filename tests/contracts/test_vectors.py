@@ -1,4 +1,5 @@
-"""Byte-exact payloads recorded from real wasmCloud actors (vectors/wasmbus-recorded.json)."""
+"""Byte-exact payloads recorded from real wasmCloud actors
+(tests/data/vectors/wasmbus-recorded.json)."""
 
 import pytest
 

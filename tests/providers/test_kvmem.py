@@ -1,5 +1,6 @@
-"""kvmem: every wasmcloud:keyvalue operation (CONTRACTS.md §6.3), through ProviderBridge.dispatch
-with the contract codecs, i.e. exactly the bytes an embedding host passes."""
+"""kvmem: every wasmcloud:keyvalue operation (docs/contracts.md §6.3), through
+ProviderBridge.dispatch with the contract codecs, i.e. exactly the bytes an embedding host
+passes."""
 
 from __future__ import annotations
 

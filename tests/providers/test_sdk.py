@@ -1,4 +1,4 @@
-"""The provider SDK (WIRE.md §7.2-7.5) against a real nats-server: HostData, serving signed
+"""The provider SDK (docs/wire.md §7.2-7.5) against a real nats-server: HostData, serving signed
 invocations and refusing forged ones, links, health, shutdown, stdin EOF, chunking."""
 
 from __future__ import annotations

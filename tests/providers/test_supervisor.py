@@ -1,4 +1,4 @@
-"""Host-side provider supervision (WIRE.md §7.1, 7.4, 7.5) and provider archives (§5.5),
+"""Host-side provider supervision (docs/wire.md §7.1, 7.4, 7.5) and provider archives (§5.5),
 against a real nats-server and real child processes."""
 
 from __future__ import annotations

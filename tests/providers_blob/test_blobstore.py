@@ -1,4 +1,4 @@
-"""blobstore-fs and blobstore-s3 through a real lattice (CONTRACTS.md §6.5).
+"""blobstore-fs and blobstore-s3 through a real lattice (docs/contracts.md §6.5).
 
 One suite, run against both providers, each as a child process and embedded in the host: a
 ``fwdtap.wat`` actor makes the Blobstore calls (forward semantics) and relays the provider's

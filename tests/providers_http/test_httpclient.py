@@ -1,4 +1,4 @@
-"""httpclient (CONTRACTS.md §6.2) through a real lattice: forward.wat makes HttpClient.Request
+"""httpclient (docs/contracts.md §6.2) through a real lattice: forward.wat makes HttpClient.Request
 host calls, the provider talks to a real aiohttp server on a free loopback port."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""httpserver (CONTRACTS.md §6.1) through a real lattice: real HTTP clients against the provider,
-which calls real actors (echo.wat, or tap.wat relaying to a scripted TapProvider)."""
+"""httpserver (docs/contracts.md §6.1) through a real lattice: real HTTP clients against the
+provider, which calls real actors (echo.wat, or tap.wat relaying to a scripted TapProvider)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Every wasmcloud:keyvalue operation (CONTRACTS.md §6.3), the same assertions for each provider:
-keyvalue-redis and keyvalue-nats (process and embedded) and kvmem. Redis (kvredis) semantics are
-the reference, so whatever Redis answers is what every provider must answer."""
+"""Every wasmcloud:keyvalue operation (docs/contracts.md §6.3), the same assertions for each
+provider: keyvalue-redis and keyvalue-nats (process and embedded) and kvmem. Redis (kvredis)
+semantics are the reference, so whatever Redis answers is what every provider must answer."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""messaging-nats through a lattice (CONTRACTS.md §6.6), with the provider both spawned as a
+"""messaging-nats through a lattice (docs/contracts.md §6.6), with the provider both spawned as a
 process ("remote") and embedded in the host.
 
 Actor → provider calls go through ``forward.wat``; deliveries (HandleMessage) go to ``tap.wat``,

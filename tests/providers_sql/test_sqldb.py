@@ -1,4 +1,4 @@
-"""sqldb-postgres and sqldb-sqlite through the lattice (CONTRACTS.md §6.4).
+"""sqldb-postgres and sqldb-sqlite through the lattice (docs/contracts.md §6.4).
 
 One suite, parametrised over both providers, each as a separate process and embedded in the
 host: a forward.wat actor signed with ``wasmcloud:sqldb`` makes exactly one host call per

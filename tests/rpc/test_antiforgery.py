@@ -1,5 +1,5 @@
-"""Anti-forgery invocation tokens (WIRE.md §2.5, Appendix B): what new_invocation signs, and every
-rejection of validate() with its exact wasmCloud text, in the documented order."""
+"""Anti-forgery invocation tokens (docs/wire.md §2.5, Appendix B): what new_invocation signs, and
+every rejection of validate() with its exact wasmCloud text, in the documented order."""
 
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ def test_token_claims_shape(cluster: KeyPair, host_id: str) -> None:
     assert claims["wascap"] == {
         "target_url": f"wasmbus://wasmcloud/httpserver/default/{PROVIDER}/HttpServer.HandleRequest",
         "origin_url": f"wasmbus://{ACTOR}",
-        "hash": HASH_27,  # the worked example of WIRE.md §2.7
+        "hash": HASH_27,  # the worked example of docs/wire.md §2.7
     }
     assert isinstance(claims["iat"], int) and before <= claims["iat"] <= time.time() + 1
     assert isinstance(claims["jti"], str) and claims["jti"]
@@ -310,7 +310,7 @@ def test_invalid_host_id(cluster: KeyPair, bad: str) -> None:
 @pytest.mark.parametrize("odd", ["N", "NwashHostCallerId000000000000000000000000000000000000000",
                                  "C" * 56])
 def test_host_ids_other_peers_send_are_accepted(cluster: KeyPair, odd: str) -> None:
-    # OTP sends the cluster key (C…, 56 chars); wash a fake N… id (WIRE.md §2.3).
+    # OTP sends the cluster key (C…, 56 chars); wash a fake N… id (docs/wire.md §2.3).
     validate(_make(cluster, odd), [cluster.public_key])
     validate(_make(cluster, cluster.public_key), [cluster.public_key])
 
@@ -358,7 +358,7 @@ def test_wrongly_typed_token_fields_are_antiforgery_errors(cluster: KeyPair, hos
         validate(inv, [cluster.public_key])
 
 
-# ---- the order of the checks (WIRE.md §2.5 steps 2-9) -------------------------------------------
+# ---- the order of the checks (docs/wire.md §2.5 steps 2-9) ---------------------------------------
 
 
 def test_signature_is_checked_before_expiry(cluster: KeyPair, stranger: KeyPair,

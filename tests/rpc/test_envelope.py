@@ -1,5 +1,6 @@
-"""The RPC envelope (WIRE.md §2.2-2.4, §2.7; CONTRACTS.md §3.3): entity URLs, the invocation
-hash, exact Invocation/InvocationResponse encodings and tolerant decoding of every peer."""
+"""The RPC envelope (docs/wire.md §2.2-2.4, §2.7; docs/contracts.md §3.3): entity URLs, the
+invocation hash, exact Invocation/InvocationResponse encodings and tolerant decoding of every
+peer."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from lattice.rpc.invocation import (
     invocation_hash,
 )
 
-# The worked example of WIRE.md §2.7.
+# The worked example of docs/wire.md §2.7.
 ACTOR = "MBCFOPM6JW2APJLXJD3Z5O4CN7CPYJ2B4FTKLJUR5YR5MITIU7HD3WD5"
 PROVIDER = "VAG3QITQQ2ODAOWB5TTQSDJ53XK3SHBEIFNK4AYJ5RKAX2UNSCAPHA5M"
 HASH_27 = "C51558F531564714A8D8BFB8E4195D9E8C8E6B42C3758952679420EDE9CFC99A"

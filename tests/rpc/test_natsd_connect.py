@@ -1,5 +1,5 @@
 """nats-server management (lattice.natsd), connecting (lattice.connect) and CloudEvents
-(lattice.host.events, WIRE.md §3.4), all against real nats-server processes."""
+(lattice.host.events, docs/wire.md §3.4), all against real nats-server processes."""
 
 from __future__ import annotations
 

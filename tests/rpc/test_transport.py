@@ -1,4 +1,4 @@
-"""Invocations over a real NATS server (WIRE.md §2.4-2.6, §3.2): RpcClient against responders
+"""Invocations over a real NATS server (docs/wire.md §2.4-2.6, §3.2): RpcClient against responders
 built from accept() + reply(), failures explained, chunking through the object store."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Host calls through the ABI (WIRE.md §1.5) with forward.wat: arguments arrive intact, the
+"""Host calls through the ABI (docs/wire.md §1.5) with forward.wat: arguments arrive intact, the
 handler's result or HostCallError text reaches the guest, and host-call state never leaks
 from one host call (or guest call) to the next."""
 

@@ -1,4 +1,4 @@
-"""Loading an actor (WIRE.md §5.2): claims are required and verified, bad modules are refused
+"""Loading an actor (docs/wire.md §5.2): claims are required and verified, bad modules are refused
 with an ActorLoadError that says what to do, and good ones expose their identity."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Routing and authorization of host calls in a LocalHost (WIRE.md §1.6, §5.3, §5.6): capability
-claims are enforced, builtins answer in-process, and actors call each other by key or alias.
-forward.wat is signed with different caps to get one host-caller per contract."""
+"""Routing and authorization of host calls in a LocalHost (docs/wire.md §1.6, §5.3, §5.6):
+capability claims are enforced, builtins answer in-process, and actors call each other by key or
+alias. forward.wat is signed with different caps to get one host-caller per contract."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The hand-written echo and kvcounter actors reproduce, through the Runtime, the exchanges
-recorded from the real wasmCloud 0.x actors (shared/vectors/wasmbus-recorded.json) byte for byte:
-the guest-call payload in, every host call out, and the response."""
+recorded from the real wasmCloud 0.x actors (tests/data/vectors/wasmbus-recorded.json) byte for
+byte: the guest-call payload in, every host call out, and the response."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ def test_publish(host):
     assert (call.binding, call.namespace, call.operation) == (
         "default", "wasmcloud:messaging", "Messaging.Publish")
     assert call.value == cm.PubMessage("orders", None, b"\x00\x01")
-    assert b"replyTo" not in call.payload  # omitted, never "" (CONTRACTS.md §9.4)
+    assert b"replyTo" not in call.payload  # omitted, never "" (docs/contracts.md §9.4)
     messaging.publish("orders", "text", reply_to="_INBOX.x")
     assert host.last.value == cm.PubMessage("orders", "_INBOX.x", b"text")
     messaging.publish("orders", reply_to="")

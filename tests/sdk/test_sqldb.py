@@ -21,7 +21,7 @@ def test_execute_encodes_parameters_as_cbor_items(host):
     stmt = call.value
     assert stmt.sql.startswith("UPDATE") and stmt.database is None
     assert [cbor2.loads(p) for p in stmt.parameters] == [1, "two", b"\x03", None, True, 1.5]
-    # each parameter goes on the wire as an array of ints, not bin (CONTRACTS.md §6.4)
+    # each parameter goes on the wire as an array of ints, not bin (docs/contracts.md §6.4)
     assert b"\x91\x01" in call.payload  # [cbor(1)] = array(1) of int 1
 
 

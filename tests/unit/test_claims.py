@@ -1,4 +1,5 @@
-"""wascap actor claims: sign, extract, verify (WIRE.md §5.2-5.4), for modules and components."""
+"""wascap actor claims: sign, extract, verify (docs/wire.md §5.2-5.4), for modules and
+components."""
 
 from __future__ import annotations
 

@@ -95,7 +95,7 @@ def test_guest_failure_is_reported_with_its_kind(capsys, tmp_path):
 
 
 def test_unknown_operation_is_sent_as_plain_msgpack(capsys, tmp_path):
-    # An actor's own interface (not in CONTRACTS.md): JSON in as msgpack, msgpack out as JSON.
+    # An actor's own interface (not in docs/contracts.md): JSON in as msgpack, msgpack out as JSON.
     # misuse.wat answers "Ping" with the raw bytes "pong", which is not msgpack...
     misuse = tmp_path / "misuse.wasm"
     misuse.write_bytes(signed("misuse"))

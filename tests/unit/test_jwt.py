@@ -1,4 +1,4 @@
-"""Compact Ed25519 JWS as wascap writes and checks it (WIRE.md §2.5)."""
+"""Compact Ed25519 JWS as wascap writes and checks it (docs/wire.md §2.5)."""
 
 from __future__ import annotations
 

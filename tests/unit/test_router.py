@@ -1,4 +1,4 @@
-"""Router: the provider path of WIRE.md §1.6 through the ProviderTransport hook, and ordering.
+"""Router: the provider path of docs/wire.md §1.6 through the ProviderTransport hook, and ordering.
 
 The transport here is the router's own extension point (what a lattice host supplies), not a
 stand-in for an external service.
@@ -18,7 +18,7 @@ PROVIDER = "VAG3QITQQ2ODAOWB5TTQSDJ53XK3SHBEIFNK4AYJ5RKAX2UNSCAPHA5M"
 
 
 def test_linkdef_id_vector():
-    # WIRE.md §3.6: shared with the control-interface tests and the Elixir host.
+    # docs/wire.md §3.6: shared with the control-interface tests and the Elixir host.
     assert link_id("Mbob", "wasmcloud:testy", "default") == (
         "B40411AD09B70A2C83D59923584F66BA2C5A3C274DC4F19416DA49CCD6531F9C")
 
