@@ -40,9 +40,47 @@ def _count(body: dict[str, Any], default: int) -> int:
     # ctl ≥0.30 sends `count` as an alias of max_concurrent, possibly null (= unbounded).
     for key in ("count", "max_concurrent", "max_instances"):
         value = body.get(key)
-        if isinstance(value, int):
-            return value
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{key} must be a whole number ≥ 0, got {value!r}")
+        return value
     return default
+
+
+# Typed reads of a command's fields, so a wrong type is refused before the command is
+# acknowledged, instead of failing later in the background where only the host log sees it.
+
+def _text(body: dict[str, Any], *names: str, default: str = "") -> str:
+    """The first of ``names`` present in ``body``: a string (null and "" mean ``default``)."""
+    for name in names:
+        value = body.get(name)
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be a string, got {type(value).__name__} {value!r:.60}")
+        return value
+    return default
+
+
+def _labels(body: dict[str, Any], name: str = "annotations") -> dict[str, str]:
+    value = body.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError(f"{name} must be an object of string values, e.g. "
+                         f'{{"zone": "eu"}}, got {value!r:.60}')
+    return value
+
+
+def _flag(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r:.60}")
+    return value
 
 
 class ControlServer:
@@ -87,7 +125,10 @@ class ControlServer:
     def _body(self, msg: Msg) -> dict[str, Any]:
         if not msg.data:
             return {}
-        doc = json.loads(msg.data)
+        try:
+            doc = json.loads(msg.data)
+        except RecursionError:  # not a ValueError: without this, no reply at all
+            raise ValueError("the request body is JSON nested too deeply") from None
         if not isinstance(doc, dict):
             raise ValueError("expected a JSON object")
         return doc
@@ -127,16 +168,16 @@ class ControlServer:
         verb = msg.subject.rsplit(".", 1)[-1]
         try:
             body = self._body(msg)
-            actor_id = str(body.get("actor_id") or "")
-            contract_id = str(body.get("contract_id") or "")
-            link_name = str(body.get("link_name") or "default")
+            actor_id = _text(body, "actor_id")
+            contract_id = _text(body, "contract_id")
+            link_name = _text(body, "link_name", default="default")
             if not actor_id or not contract_id:
                 raise ValueError("actor_id and contract_id are required")
             if verb == "put":
-                provider_id = str(body.get("provider_id") or "")
+                provider_id = _text(body, "provider_id")
                 if not provider_id:
                     raise ValueError("provider_id is required")
-                values = {str(k): str(v) for k, v in (body.get("values") or {}).items()}
+                values = _labels(body, "values")
                 # Refused here, before it is acknowledged or stored: its ids become subjects.
                 link = check_link(LinkDefinition(actor_id, provider_id, contract_id, link_name,
                                                  values))
@@ -235,11 +276,11 @@ class ControlServer:
         self._background(work, verb)
 
     def _launch_actor(self, body: dict[str, Any]) -> Awaitable[None]:
-        ref = str(body.get("actor_ref") or "")
+        ref = _text(body, "actor_ref")
         if not ref:
             raise ValueError("actor_ref is required")
         count = max(1, _count(body, 1))
-        annotations = body.get("annotations") or {}
+        annotations = _labels(body)
         return self._start_actor(ref, count, annotations)
 
     async def _start_actor(self, ref: str, count: int, annotations: dict[str, str]) -> None:
@@ -253,20 +294,20 @@ class ControlServer:
                 "host_id": self.host.host_id, "error": str(exc)})
 
     def _stop_actor(self, body: dict[str, Any]) -> Awaitable[None]:
-        key = str(body.get("actor_id") or body.get("actor_ref") or "")
+        key = _text(body, "actor_id", "actor_ref")
         if not key:
             raise ValueError("actor_ref (the actor's public key) is required")
         if key not in self.host.actors.actors:
             raise ValueError(f"actor {key} is not running on host {self.host.host_id}")
-        return self.host.actors.stop(key, _count(body, 0), body.get("annotations") or {})
+        return self.host.actors.stop(key, _count(body, 0), _labels(body))
 
     def _scale_actor(self, body: dict[str, Any]) -> Awaitable[None]:
-        ref = str(body.get("actor_ref") or "")
-        key = str(body.get("actor_id") or "") or self._key_for_ref(ref)
+        ref = _text(body, "actor_ref")
+        key = _text(body, "actor_id") or self._key_for_ref(ref)
         if not key and not ref:
             raise ValueError("actor_id or actor_ref is required")
         count = _count(body, 1)
-        annotations = body.get("annotations") or {}
+        annotations = _labels(body)
 
         async def work() -> None:
             try:
@@ -290,8 +331,8 @@ class ControlServer:
         return ""
 
     def _update_actor(self, body: dict[str, Any]) -> Awaitable[None]:
-        new_ref = str(body.get("new_actor_ref") or "")
-        key = str(body.get("actor_id") or "")
+        new_ref = _text(body, "new_actor_ref")
+        key = _text(body, "actor_id")
         if not new_ref or not key:
             raise ValueError("actor_id and new_actor_ref are required")
         if key not in self.host.actors.actors:
@@ -314,24 +355,28 @@ class ControlServer:
         return work()
 
     def _launch_provider(self, body: dict[str, Any]) -> Awaitable[None]:
-        ref = str(body.get("provider_ref") or "")
+        ref = _text(body, "provider_ref")
         if not ref:
             raise ValueError("provider_ref is required")
-        link_name = subjects.check_link_name(str(body.get("link_name") or "default"))
+        link_name = subjects.check_link_name(_text(body, "link_name", default="default"))
         config = body.get("configuration", body.get("config")) or ""
+        if not isinstance(config, str | dict | list):
+            raise ValueError("configuration must be a string or a JSON object, got "
+                             f"{config!r:.60}")
         if not isinstance(config, str):
             config = json.dumps(config)
+        annotations, embedded = _labels(body), _flag(body, "embedded")
+        contract_id = _text(body, "contract_id") or None
         if self.host.provider_runs(ref, link_name):
             raise ValueError(f"provider {ref} with link name {link_name} already runs on this "
                              "host")
         return self.host.start_provider(ref, link_name, config_json=config,
-                                        annotations=body.get("annotations") or {},
-                                        embedded=bool(body.get("embedded")),
-                                        contract_id=body.get("contract_id") or None)
+                                        annotations=annotations, embedded=embedded,
+                                        contract_id=contract_id)
 
     def _stop_provider(self, body: dict[str, Any]) -> Awaitable[None]:
-        key = str(body.get("provider_ref") or body.get("provider_id") or "")
-        link_name = str(body.get("link_name") or "default")
+        key = _text(body, "provider_ref", "provider_id")
+        link_name = _text(body, "link_name", default="default")
         if not key:
             raise ValueError("provider_ref (the provider's public key) is required")
         async def work() -> None:
