@@ -40,16 +40,26 @@ def read_data_arg(value: str | None) -> Any:
     if value.startswith("@"):
         path = Path(value[1:])
         try:
-            value = path.read_text()
+            value = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise CliError(f"cannot read --data file {path}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise CliError(f"--data file {path} is not UTF-8 text (byte {exc.start}): JSON "
+                           "files must be UTF-8") from None
     try:
-        return json.loads(value)
+        data = json.loads(value)
     except json.JSONDecodeError as exc:
         raise CliError(
             f"--data is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
             "quote strings, e.g. --data '\"my-key\"' or --data '{\"key\": \"k\", \"value\": 1}'"
         ) from exc
+    try:  # a lone surrogate ("\ud800", or undecodable bytes in argv) has no UTF-8 form
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start:exc.end]
+        raise CliError(f"--data holds text that is not valid Unicode ({bad!a}): lone "
+                       "surrogates cannot be sent; use real characters") from None
+    return data
 
 
 def fail(message: str, code: int = 1) -> int:

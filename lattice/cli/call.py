@@ -79,8 +79,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-builtin-caps", action="store_true",
                    help="(--wasm) let actors use the builtin logging/numbergen capabilities "
                    "without claiming them (the behaviour of wasmCloud 0.62+ hosts)")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
-                   help="deadline for the call, host calls included (default: 10)")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="(--wasm) the call's deadline, host calls included (default: 10); "
+                   "(lattice) how long to wait for the answer (default: 12, so that a host's "
+                   "own 10 s deadline error arrives before the CLI gives up)")
     p.add_argument("--memory-limit", type=int, default=None, metavar="MIB",
                    help="(--wasm) linear memory cap per actor instance in MiB (default: 64 for "
                    "wasmbus modules, 128 for Python components)")
@@ -94,7 +96,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+# A host stops a guest call at 10 s (RuntimeConfig.call_timeout); waiting a little longer lets
+# its deadline error reach the user instead of a bare "did not answer".
+LOCAL_TIMEOUT, LATTICE_TIMEOUT = 10.0, 12.0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.timeout is None:
+        args.timeout = LOCAL_TIMEOUT if args.wasm else LATTICE_TIMEOUT
     if args.timeout <= 0:
         raise CliError("--timeout must be a positive number of seconds")
     if args.memory_limit is not None and args.memory_limit < 1:

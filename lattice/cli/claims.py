@@ -180,7 +180,14 @@ def _default_output(path: Path, was_text: bool) -> Path:
 def _sign(args: argparse.Namespace) -> int:
     wasm, was_text = load_module(args.file)
     now = int(time.time())
-    expires = now + parse_duration(args.expires, "--expires") if args.expires else None
+    expires = None
+    if args.expires:
+        lifetime = parse_duration(args.expires, "--expires")
+        if lifetime <= 0:  # would sign claims that are already expired
+            raise CliError(f"--expires {args.expires!r} would sign claims that have already "
+                           "expired: give a positive duration (e.g. 30d), or leave --expires out "
+                           "for claims that never expire")
+        expires = now + lifetime
     not_before = (
         now + parse_duration(args.not_before, "--not-before") if args.not_before else None
     )

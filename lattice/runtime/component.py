@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import wasmtime
 from wasmtime import component as wc
 
-from lattice.runtime.errors import ActorLoadError, GuestCallError, HostCallError
+from lattice.runtime.errors import ActorLoadError, GuestCallError, HostCallError, seconds
 from lattice.runtime.wasmbus import (
     HostCallFn,
     InstanceLimits,
@@ -169,8 +169,9 @@ class ComponentInstance:
         state, self.state = self.state, None
         if state.deadline_hit:
             self.poisoned = True
-            raise GuestCallError(f"{operation} did not finish within its {timeout:g} s deadline "
-                                 "(a host call was still waiting)", "timeout")
+            raise GuestCallError(f"{operation} did not finish within its "
+                                 f"{seconds(timeout)} deadline (a host call was still waiting)",
+                                 "timeout")
         if not isinstance(result, wc.Variant) or not isinstance(result.payload, str):
             self.poisoned = True
             raise GuestCallError(f"the actor returned {type(result).__name__} from "
@@ -188,8 +189,9 @@ class ComponentInstance:
         # The component API reports traps as WasmtimeError whose text ends in the trap message.
         text = str(exc)
         if "wasm trap: interrupt" in text:
-            return GuestCallError(f"{operation} did not finish within its {timeout:g} s deadline; "
-                                  "the actor instance was stopped", "timeout")
+            return GuestCallError(f"{operation} did not finish within its "
+                                  f"{seconds(timeout)} deadline; the actor instance was stopped",
+                                  "timeout")
         # componentize-py aborts the instance when Python code raises past guest-call; what it
         # raised is on the actor's stderr (logged), so name it here too.
         stderr = "\n".join(self._stderr.recent)

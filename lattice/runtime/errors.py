@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 
+def seconds(value: float) -> str:
+    """A duration for people: "10 s", "2.5 s", "300 ms" (a remaining deadline such as
+    9.98077 s reads as 10 s)."""
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    return f"{value:.1f}".removesuffix(".0") + " s"
+
+
 class ActorLoadError(Exception):
     """The module cannot become a running actor (not wasm, bad claims, missing exports…).
 

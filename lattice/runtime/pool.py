@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Protocol
 
-from lattice.runtime.errors import GuestCallError
+from lattice.runtime.errors import GuestCallError, seconds
 
 log = logging.getLogger("lattice.runtime.pool")
 
@@ -69,8 +69,8 @@ class InstancePool:
             except TimeoutError:
                 if not (waiter.done() and not waiter.cancelled()):
                     raise GuestCallError(
-                        f"all {self.size} instances of the actor stayed busy for {timeout:g} s; "
-                        "scale it up or lower the load", "busy") from None
+                        f"all {self.size} instances of the actor stayed busy for "
+                        f"{seconds(timeout)}; scale it up or lower the load", "busy") from None
             finally:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)

@@ -24,7 +24,7 @@ from typing import Any
 import wasmtime
 from wasmtime import FuncType, ValType
 
-from lattice.runtime.errors import GuestCallError, HostCallError
+from lattice.runtime.errors import GuestCallError, HostCallError, seconds
 
 log = logging.getLogger("lattice.runtime.wasmbus")
 guest_log = logging.getLogger("lattice.actor")
@@ -329,8 +329,9 @@ class WasmbusInstance:
             # Whatever the guest made of its failed host call, the caller's deadline has passed;
             # report it as a timeout (e.g. HTTP 503, not 500) and start the next call afresh.
             self.poisoned = True
-            raise GuestCallError(f"{operation} did not finish within its {timeout:g} s deadline "
-                                 "(a host call was still waiting)", "timeout")
+            raise GuestCallError(f"{operation} did not finish within its "
+                                 f"{seconds(timeout)} deadline (a host call was still waiting)",
+                                 "timeout")
         if rc == 1:
             return state.response or b""
         if state.error is not None:
@@ -340,8 +341,9 @@ class WasmbusInstance:
 
     def _trap_error(self, trap: wasmtime.Trap, operation: str, timeout: float) -> GuestCallError:
         if trap.trap_code == wasmtime.TrapCode.INTERRUPT:
-            return GuestCallError(f"{operation} did not finish within its {timeout:g} s deadline; "
-                                  "the actor instance was stopped", "timeout")
+            return GuestCallError(f"{operation} did not finish within its "
+                                  f"{seconds(timeout)} deadline; the actor instance was stopped",
+                                  "timeout")
         used = self.memory.data_len(self.store)
         limit = self._limits.memory_limit
         # wasmtime refuses memory.grow past the limit (grow returns -1); a guest allocator then
@@ -374,7 +376,7 @@ class WasmbusInstance:
                 raise GuestCallError(f"{name} broke the wasmbus ABI: {exc}", "abi") from None
             except wasmtime.Trap as trap:
                 if trap.trap_code == wasmtime.TrapCode.INTERRUPT:
-                    raise GuestCallError(f"{name} did not finish within {timeout:g} s",
+                    raise GuestCallError(f"{name} did not finish within {seconds(timeout)}",
                                          "timeout") from None
                 raise GuestCallError(f"{name} trapped: {first_line(trap)}", "trap") from None
             finally:

@@ -175,3 +175,31 @@ def test_a_host_that_never_reports_shows_progress_then_advice(capsys, url):
     assert f"waiting for host {HOST_ID[:8]}… (calm-lake-7) to start actor echo (2 s)" in err
     assert "accepted the command but reported no outcome within 2.3 s" in err
     assert "--wait" in err
+
+
+# --- input that used to end in a traceback or a silent mistake -----------------------------------
+
+
+def test_data_with_a_lone_surrogate_is_a_clear_error(capsys):
+    code, out, err = run(capsys, "call", "--wasm", str(ECHO), "HttpServer.HandleRequest",
+                         "--data", '{"path": "\\ud800"}')
+    assert code != 0 and out == ""
+    assert "not valid Unicode ('\\ud800')" in err and "Traceback" not in err
+
+
+def test_data_file_that_is_not_utf8_is_a_clear_error(capsys, tmp_path: Path):
+    bad = tmp_path / "req.json"
+    bad.write_bytes(b'{"path": "/\xff"}')
+    code, _, err = run(capsys, "call", "--wasm", str(ECHO), "HttpServer.HandleRequest",
+                       "--data", f"@{bad}")
+    assert code != 0
+    assert f"--data file {bad} is not UTF-8 text (byte 11)" in err and "Traceback" not in err
+
+
+def test_claims_sign_refuses_a_zero_lifetime(capsys, tmp_path: Path):
+    out_file = tmp_path / "signed.wasm"
+    code, _, err = run(capsys, "claims", "sign", str(ECHO), "--name", "e", "--expires", "0s",
+                       "-o", str(out_file))
+    assert code != 0
+    assert "would sign claims that have already expired" in err
+    assert not out_file.exists()
