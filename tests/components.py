@@ -36,3 +36,20 @@ def build_raw(name: str) -> bytes:
             subprocess.run(cmd, check=True, capture_output=True)
             os.replace(target, out)
     return out.read_bytes()
+
+
+def lattice_build(actor: str, output: Path) -> Path:
+    """``lattice build actors/ACTOR -o OUTPUT``, the CLI in a subprocess, as a user runs it.
+
+    ``build_actor`` keeps unsigned components by source hash under ``$LATTICE_CACHE_DIR/builds``
+    (the persistent test cache, see tests/conftest.py), so componentize-py runs only when the
+    actor's sources changed; the signing keys are the session's ``$LATTICE_KEYS_DIR``. Writing
+    to OUTPUT keeps the repo's ``actors/*/build`` untouched."""
+    cmd = [sys.executable, "-m", "lattice", "build", str(ACTORS_ROOT / actor), "-o", str(output),
+           "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise AssertionError(f"`lattice build actors/{actor}` failed ({done.returncode}):\n"
+                             f"{done.stderr}{done.stdout}")
+    assert done.stdout.strip() == str(output), done.stdout
+    return output
