@@ -426,9 +426,13 @@ class CtlClient:
     # -- host commands --
 
     async def start_actor(self, host_id: str, actor_ref: str, count: int = 1,
-                          annotations: Mapping[str, str] | None = None) -> Ack:
-        body = {"actor_ref": actor_ref, "count": count,
-                "annotations": dict(annotations) if annotations else None, "host_id": host_id}
+                          annotations: Mapping[str, str] | None = None, *,
+                          memory_limit_mib: int | None = None) -> Ack:
+        body: dict[str, Any] = {
+            "actor_ref": actor_ref, "count": count,
+            "annotations": dict(annotations) if annotations else None, "host_id": host_id}
+        if memory_limit_mib is not None:  # a Lattice extension; other hosts ignore it
+            body["memory_limit_mib"] = memory_limit_mib
         return await self._command(self._host_subject("cmd", host_id, "la"), body,
                                    "the start-actor command", host_id)
 

@@ -52,6 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("ref", metavar="REF", help="a .wasm path, file:// URL or OCI reference")
     p.add_argument("--count", type=int, default=1, metavar="N",
                    help="instances to start (default: 1)")
+    p.add_argument("--memory-limit", type=int, default=None, metavar="MIB",
+                   help="linear memory cap per instance of this actor in MiB (default: the "
+                   "host's, see lattice host --memory-limit); applies when the actor first "
+                   "starts on a host")
     _placement(p)
     _wait_option(p)
     add_lattice_options(p)
@@ -273,6 +277,8 @@ def _report(results: dict[str, str | None], hosts: dict[str, str], ok: str) -> l
 async def _start_actor(args: argparse.Namespace) -> int:
     if args.count < 1:
         raise CliError("--count must be at least 1")
+    if args.memory_limit is not None and args.memory_limit < 1:
+        raise CliError("--memory-limit is a number of MiB, at least 1")
     ref, path = file_ref(args.ref, suffixes=(".wasm", ".wat"))
     local = local_actor(path)
     label = local.name or local.key or args.ref
@@ -282,7 +288,8 @@ async def _start_actor(args: argparse.Namespace) -> int:
             ctl, args, lambda c, limit: ctl.auction_actor(ref, c, wait=ctl.timeout, limit=limit),
             f"actor {label}")
         async with ctl.events() as stream:
-            await ctl.start_actor(host_id, ref, args.count)
+            await ctl.start_actor(host_id, ref, args.count,
+                                  memory_limit_mib=args.memory_limit)
             result: dict[str, Any] = {"accepted": True, "host_id": host_id,
                                       "host_name": host_name, "actor_ref": ref,
                                       "actor_id": local.key, "name": local.name,

@@ -52,6 +52,7 @@ class RunningActor:
     instances: list[InstanceRecord] = field(default_factory=list)
     subscription: Subscription | None = None
     started_at: float = field(default_factory=time.time)
+    memory_limit_mib: int | None = None  # this actor's own cap (None: the host's); kept by updates
 
     @property
     def key(self) -> str:
@@ -123,10 +124,30 @@ class ActorManager:
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
+    def total_instances(self) -> int:
+        return sum(len(r.instances) for r in self.actors.values())
+
+    def check_capacity(self, key: str | None, count: int, *, replace: bool = False) -> None:
+        """Refuse ``count`` more instances of actor ``key`` (with ``replace``: ``count`` in all
+        for that actor) when the host's total would pass ``HostConfig.max_instances``."""
+        limit = self.host.config.max_instances
+        running = self.actors.get(key) if key else None
+        current = self.total_instances()
+        after = current - (len(running.instances) if running and replace else 0) + count
+        if after > limit:
+            raise ActorCommandError(
+                f"this would make {after:,} actor instances on host {self.host.host_id}, over "
+                f"its limit of {limit:,} (it runs {current:,}): scale across more hosts, or "
+                "raise the limit with `lattice host --max-instances N`")
+
     async def start(self, ref: str, count: int = 1,
-                    annotations: dict[str, str] | None = None) -> RunningActor:
+                    annotations: dict[str, str] | None = None, *,
+                    memory_limit_mib: int | None = None) -> RunningActor:
+        """Start ``count`` instances; ``memory_limit_mib`` caps each instance's memory when the
+        actor is not running here yet (instances added later share the running actor's)."""
         if count < 1:
             raise ActorCommandError("count must be at least 1")
+        self.check_capacity(None, count)
         annotations = dict(annotations or {})
         path = await resolve_ref(self.host, ref)
         try:
@@ -147,13 +168,14 @@ class ActorManager:
             try:
                 actor = await self.host.runtime.load(
                     wasm, self.host.router, max_instances=count, name=path.stem,
-                    allow_unsigned=self.host.config.allow_unsigned)
+                    allow_unsigned=self.host.config.allow_unsigned,
+                    memory_limit=memory_limit_mib << 20 if memory_limit_mib else None)
             except ActorLoadError as exc:
                 raise ActorCommandError(str(exc)) from None
             if actor.key in self.actors:  # unsigned modules only get their key at load
                 await self.host.runtime.unload(actor)
                 raise ActorCommandError(f"actor {actor.key} already runs on this host")
-            running = RunningActor(actor, ref)
+            running = RunningActor(actor, ref, memory_limit_mib=memory_limit_mib)
             self._add_instances(running, count, annotations, resize=False)
             subject = subjects.actor(self.host.lattice, actor.key)
             running.subscription = await self.host.rpc_nc.subscribe(
@@ -237,6 +259,7 @@ class ActorManager:
         if count <= 0:
             await self.stop(key, 0)
             return
+        self.check_capacity(key, count, replace=True)
         diff = count - len(running.instances)
         if diff > 0:
             async with self._lock:
@@ -269,7 +292,9 @@ class ActorManager:
         try:
             actor = await self.host.runtime.load(
                 wasm, self.host.router, max_instances=len(running.instances), name=path.stem,
-                allow_unsigned=self.host.config.allow_unsigned)
+                allow_unsigned=self.host.config.allow_unsigned,
+                memory_limit=(running.memory_limit_mib << 20
+                              if running.memory_limit_mib else None))
         except ActorLoadError as exc:
             raise ActorCommandError(str(exc)) from None
         old_rev, new_rev = running.revision, (actor.claims.revision if actor.claims else 0)

@@ -30,6 +30,10 @@ class HostConfig:
     provider_health_interval: float = 30.0
     provider_health_first: float = 1.0
     shutdown_grace: float = 10.0            # seconds to let in-flight calls finish on stop
+    # Actor instances this host runs at most, all actors together: a start or scale past it is
+    # refused before it is acknowledged. Beyond a few thousand, the inventory reply outgrows
+    # NATS's 1 MiB payload limit and the host looks "busy or gone" to `lattice get inventory`.
+    max_instances: int = 2000
     state_dir: Path | None = None           # provider cache etc.; default lattice.paths
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     # App reconciler (docs/operations.md): runs in every host, one leader per lattice.

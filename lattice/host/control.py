@@ -281,11 +281,19 @@ class ControlServer:
             raise ValueError("actor_ref is required")
         count = max(1, _count(body, 1))
         annotations = _labels(body)
-        return self._start_actor(ref, count, annotations)
+        memory = body.get("memory_limit_mib")
+        if memory is not None and (isinstance(memory, bool) or not isinstance(memory, int)
+                                   or memory < 1):
+            raise ValueError(f"memory_limit_mib must be a whole number of MiB ≥ 1, got "
+                             f"{memory!r:.60}")
+        self.host.actors.check_capacity(None, count)  # refused in the ack, not after it
+        return self._start_actor(ref, count, annotations, memory)
 
-    async def _start_actor(self, ref: str, count: int, annotations: dict[str, str]) -> None:
+    async def _start_actor(self, ref: str, count: int, annotations: dict[str, str],
+                           memory_limit_mib: int | None = None) -> None:
         try:
-            await self.host.actors.start(ref, count, annotations)
+            await self.host.actors.start(ref, count, annotations,
+                                         memory_limit_mib=memory_limit_mib)
         except ActorCommandError as exc:
             await self.host.events.publish("actor_start_failed", {"actor_ref": ref,
                                                                   "error": str(exc)})
@@ -308,6 +316,7 @@ class ControlServer:
             raise ValueError("actor_id or actor_ref is required")
         count = _count(body, 1)
         annotations = _labels(body)
+        self.host.actors.check_capacity(key or None, count, replace=True)
 
         async def work() -> None:
             try:

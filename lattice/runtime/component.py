@@ -197,8 +197,10 @@ class ComponentInstance:
         stderr = "\n".join(self._stderr.recent)
         if "MemoryError" in stderr or "memory allocation of" in stderr:
             return GuestCallError(
-                f"{operation} ran out of memory (the limit is "
-                f"{self._limits.memory_limit >> 20} MiB per instance)", "memory")
+                f"{operation}: the actor ran out of memory (the limit is "
+                f"{self._limits.memory_limit >> 20} MiB per instance). Raise it with `lattice "
+                "host --component-memory-limit MIB`, per actor with `lattice start actor "
+                "--memory-limit MIB`, or send it smaller payloads", "memory")
         if "unexpected exception" in stderr:
             raised = _raised(stderr)
             return GuestCallError(

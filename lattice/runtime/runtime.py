@@ -79,8 +79,13 @@ class Runtime:
 
     async def load(self, wasm: bytes, host_call: HostCallHandler | None = None, *,
                    allow_unsigned: bool | None = None, max_instances: int | None = None,
-                   name: str | None = None) -> Actor:
-        """Verify, compile (or fetch from cache) and warm up an actor. Raises ActorLoadError."""
+                   name: str | None = None, memory_limit: int | None = None) -> Actor:
+        """Verify, compile (or fetch from cache) and warm up an actor. Raises ActorLoadError.
+
+        ``memory_limit`` (bytes per instance) overrides the config's cap for this actor."""
+        if memory_limit is not None and memory_limit < (1 << 16):
+            raise ActorLoadError(f"a memory limit of {memory_limit} bytes is below one "
+                                 "WebAssembly page (64 KiB)")
         allow = self.config.allow_unsigned if allow_unsigned is None else allow_unsigned
         identity = _identify(wasm, allow, name)
         loop = asyncio.get_running_loop()
@@ -95,13 +100,13 @@ class Runtime:
                                  f"{str(exc).splitlines()[0]}") from None
 
         handler = host_call or _no_host_calls
-        limits = InstanceLimits(self.config.memory_limit, self._ticker.ticks_for)
+        limits = InstanceLimits(memory_limit or self.config.memory_limit, self._ticker.ticks_for)
         timeout = self.config.call_timeout
         if component:
             assert isinstance(compiled, wc.Component)
             check_component(compiled, self.engine, identity.name)
             linker, comp = self._component_linker, compiled
-            limits = InstanceLimits(self.config.component_memory_limit,
+            limits = InstanceLimits(memory_limit or self.config.component_memory_limit,
                                     self._ticker.ticks_for)
 
             def make(label: str, hc: HostCallFn) -> Instance:

@@ -347,12 +347,18 @@ class WasmbusInstance:
         used = self.memory.data_len(self.store)
         limit = self._limits.memory_limit
         # wasmtime refuses memory.grow past the limit (grow returns -1); a guest allocator then
-        # aborts with a trap. A trap near the cap is almost certainly that.
-        if used + max(1 << 20, limit // 16) >= limit:
+        # aborts with a trap. A trap near the cap is almost certainly that, and so is an abort
+        # (`unreachable`, how Rust and TinyGo fail an allocation) once half the cap is in use:
+        # a growing buffer asks for as much again as it holds (a 1.9 MiB body in the echo actor
+        # trapped with 33 of 64 MiB in use).
+        near_cap = used + max(1 << 20, limit // 16) >= limit
+        aborted_big = trap.trap_code == wasmtime.TrapCode.UNREACHABLE and used * 2 >= limit
+        if near_cap or aborted_big:
             return GuestCallError(
-                f"{operation} trapped after the actor used {used >> 20} MiB of its "
-                f"{limit >> 20} MiB memory limit: it most likely ran out of memory "
-                f"(trap: {first_line(trap)})", "memory")
+                f"{operation}: the actor ran out of memory ({used >> 20} MiB in use of its "
+                f"{limit >> 20} MiB limit per instance; trap: {first_line(trap)}). Raise the "
+                f"limit with `lattice host --memory-limit MIB`, per actor with `lattice start "
+                f"actor --memory-limit MIB`, or send it smaller payloads", "memory")
         return GuestCallError(f"{operation} trapped: {first_line(trap)}", "trap")
 
     def _run_start_functions(self, exports: Any,

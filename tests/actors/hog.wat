@@ -5,6 +5,9 @@
 ;;            the memory limit: the runtime should report kind "memory")
 ;;   Grow  -> same growth, but then answers normally with the final memory size in pages
 ;;            (u32 little-endian), so a test can check the limit itself
+;;   Double -> grow to 65 pages (just over half of an 8 MiB limit), then ask for as much again,
+;;            as a doubling buffer does; `unreachable` when refused (an allocator's abort far
+;;            from the cap: the runtime should still say "ran out of memory")
 ;;   other -> guest error "unknown operation"
 (module
   (import "wasmbus" "__guest_request"  (func $guest_request  (param i32 i32)))
@@ -18,6 +21,7 @@
   (data (i32.const 32) "Hog")                ;; 3
   (data (i32.const 40) "Grow")               ;; 4
   (data (i32.const 48) "unknown operation")  ;; 17
+  (data (i32.const 72) "Double")             ;; 6
 
   ;; Request buffers start at 1024 (operation, then payload); grow memory to fit them.
   (func $receive (param $op_len i32) (param $len i32)
@@ -57,6 +61,13 @@
         (call $grow_until_refused)
         (i32.store (i32.const 0) (memory.size))
         (call $guest_response (i32.const 0) (i32.const 4))
+        (return (i32.const 1))))
+    (if (call $is (local.get $op_len) (i32.const 72) (i32.const 6))
+      (then
+        (if (i32.eq (memory.grow (i32.sub (i32.const 65) (memory.size))) (i32.const -1))
+          (then (unreachable)))
+        (if (i32.eq (memory.grow (memory.size)) (i32.const -1)) (then (unreachable)))
+        (call $guest_response (i32.const 24) (i32.const 4))
         (return (i32.const 1))))
     (call $guest_error (i32.const 48) (i32.const 17))
     (i32.const 0))

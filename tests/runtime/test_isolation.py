@@ -60,6 +60,24 @@ async def test_memory_hog_fails_with_kind_memory(make_runtime):
     assert await actor.call("Ping", b"") == b"pong"
 
 
+async def test_an_allocation_refused_far_from_the_cap_is_reported_as_memory(make_runtime):
+    # A doubling buffer at 4 MiB asks for 4 more: refused under an 8 MiB cap although only half
+    # is in use. The error says so and how to raise the limit, not a bare "unreachable".
+    runtime = make_runtime(memory_limit=8 << 20)
+    actor = await runtime.load(signed("hog"), max_instances=1)
+    with pytest.raises(GuestCallError) as err:
+        await actor.call("Double", b"")
+    assert err.value.kind == "memory", err.value
+    message = str(err.value)
+    assert "ran out of memory (4 MiB in use of its 8 MiB limit per instance" in message
+    assert "lattice host --memory-limit MIB" in message
+    assert "lattice start actor --memory-limit MIB" in message
+    # with a larger per-actor cap the same call succeeds
+    roomy = await runtime.load(signed("hog"), max_instances=1, memory_limit=16 << 20)
+    assert await roomy.call("Double", b"") == b"pong"
+    assert await actor.call("Ping", b"") == b"pong"
+
+
 async def test_memory_limit_is_enforced(make_runtime):
     runtime = make_runtime(memory_limit=8 << 20)
     actor = await runtime.load(signed("hog"))
