@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lattice.app.backoff import Hold
 from lattice.app.manifest import (
     Component,
     Manifest,
@@ -198,6 +199,68 @@ class Plan:
     reasons: list[str]
     #: The links the app owns once the plan is applied: store it, pass it to the next call.
     owned_links: list[LinkDefinition]
+    #: Commands the plan would send but holds back: they failed recently (``holds``).
+    held: list[HeldCommand] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class HeldCommand:
+    component: str  # the component the command is for ("" for link commands)
+    command: Command
+    hold: Hold
+
+
+def retry_key(cmd: Command) -> tuple[str, ...]:
+    """The identity a command's failures are counted under (lattice/app/backoff.py).
+
+    Starts are keyed by what the host's failure and success events carry — (kind, host,
+    image, link name) — so an event finds its command; other commands by all their fields
+    (counts excluded: a retried stop of the same scaler is the same intent)."""
+    if isinstance(cmd, StartActor):
+        return ("actor", cmd.host_id, cmd.image, "")
+    if isinstance(cmd, StartProvider):
+        return ("provider", cmd.host_id, cmd.image, cmd.link_name)
+    fields = dict(vars(cmd))
+    fields.pop("count", None)
+    host = str(fields.pop("host_id", ""))
+    return (type(cmd).__name__, host, json.dumps(fields, sort_keys=True, default=str))
+
+
+def event_retry_key(name: str, data: Mapping[str, Any], source: str) -> tuple[str, ...] | None:
+    """The :func:`retry_key` a host event (``actor_start_failed``, ``actors_start_failed``,
+    ``actors_started``, ``provider_start_failed``, ``provider_started``) reports on."""
+    host = str(data.get("host_id") or source or "")
+    if name in ("actor_start_failed", "actors_start_failed", "actors_started"):
+        ref = str(data.get("image_ref") or data.get("actor_ref") or "")
+        return ("actor", host, ref, "") if ref and host else None
+    if name in ("provider_start_failed", "provider_started"):
+        ref = str(data.get("image_ref") or data.get("provider_ref") or "")
+        link = str(data.get("link_name") or "default")
+        return ("provider", host, ref, link) if ref and host else None
+    return None
+
+
+def _gate(commands: list[Command], holds: Mapping[Any, Hold], component: str
+          ) -> tuple[list[Command], list[HeldCommand]]:
+    if not holds:
+        return commands, []
+    kept: list[Command] = []
+    held: list[HeldCommand] = []
+    for cmd in commands:
+        hold = holds.get(retry_key(cmd))
+        if hold is None:
+            kept.append(cmd)
+        else:
+            held.append(HeldCommand(component, cmd, hold))
+    return kept, held
+
+
+def hosts_running(app: str, snapshot: Snapshot) -> list[str]:
+    """Hosts where something ``app`` started runs: the status depends on them staying up."""
+    mine = ownership(app)
+    return sorted(h.id for h in snapshot.hosts
+                  if any(_has(ann, mine) for a in h.actors for ann in a.instances)
+                  or any(_has(p.annotations, mine) for p in h.providers))
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -635,13 +698,19 @@ def _ordered(commands: list[Command]) -> list[Command]:
 
 def reconcile(manifest: Manifest, snapshot: Snapshot,
               owned_links: Iterable[LinkDefinition] = (),
-              failures: Mapping[str, str] | None = None) -> Plan:
+              failures: Mapping[str, str] | None = None,
+              holds: Mapping[Any, Hold] | None = None) -> Plan:
     """Everything that brings the lattice to ``manifest``, and the app's status now.
 
     ``owned_links`` is what the app put before (``Plan.owned_links`` of the previous call);
-    ``failures`` maps component names to start errors the caller keeps seeing in events."""
+    ``failures`` maps component names to start errors the caller keeps seeing in events;
+    ``holds`` maps :func:`retry_key` values to commands that failed recently and must not be
+    sent yet (``Backoff.holds(now)``): they are left out of ``commands`` and listed in
+    ``Plan.held``, and their component counts as failing."""
+    holds = holds or {}
     commands: list[Command] = []
     statuses: list[ScalerStatus] = []
+    held: list[HeldCommand] = []
     for comp in manifest.components:
         scalers = list(iter_scalers(comp))
         if not scalers:
@@ -650,19 +719,26 @@ def reconcile(manifest: Manifest, snapshot: Snapshot,
                                          "trait)"))
         for trait, sid in scalers:
             result = scale(manifest.name, comp, trait, sid, snapshot)
-            commands.extend(result.commands)
+            kept, waiting = _gate(result.commands, holds, comp.name)
+            commands.extend(kept)
+            held.extend(waiting)
             statuses.append(result.status)
     cleanup, cleanup_statuses = _orphans(manifest, snapshot)
-    commands.extend(cleanup)
+    kept, waiting = _gate(cleanup, holds, "")
+    commands.extend(kept)
+    held.extend(waiting)
     statuses.extend(cleanup_statuses)
     link_commands, link_statuses, owned = link_plan(manifest, snapshot, owned_links)
-    commands.extend(link_commands)
+    kept, waiting = _gate(link_commands, holds, "")
+    commands.extend(kept)
+    held.extend(waiting)
     statuses.extend(link_statuses)
-    status, reasons = app_status(statuses, failures)
-    if commands:
+    failing = {h.component: h.hold.error for h in held if h.component}
+    status, reasons = app_status(statuses, {**failing, **(failures or {})})
+    if commands or held:
         log.debug("app plan", extra={"app": manifest.name, "commands": len(commands),
-                                     "status": status})
-    return Plan(_ordered(commands), statuses, status, reasons, owned)
+                                     "held": len(held), "status": status})
+    return Plan(_ordered(commands), statuses, status, reasons, owned, held)
 
 
 def undeploy_commands(app: str, snapshot: Snapshot,

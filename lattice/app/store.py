@@ -6,8 +6,9 @@ Two keys per app, with one writer each, so they never race:
   history, oldest first, with its canonical manifest) and which one is deployed (``None`` after
   an undeploy).
 * ``state.{name}`` — written by the reconciler leader: status, per-scaler reasons, the links the
-  app owns, and when it last reconciled. Status comes from what the lattice reports, never from
-  what was requested.
+  app owns, commands held back after failures, and when and by whom it was computed. Status
+  comes from what the lattice reports, never from what was requested; readers check that it
+  is still current (lattice/app/observe.py) before repeating it.
 """
 
 from __future__ import annotations
@@ -80,8 +81,13 @@ class AppState:
     reasons: list[str] = field(default_factory=list)
     scalers: list[dict[str, Any]] = field(default_factory=list)
     owned_links: list[dict[str, Any]] = field(default_factory=list)  # LinkDefinition.to_wire()
-    updated_at: float = 0.0
-    leader: str = ""
+    updated_at: float = 0.0              # wall clock of the pass that computed it
+    leader: str = ""                     # the host whose reconciler computed it
+    interval: float = 0.0                # that reconciler's reconcile_interval (0: unknown)
+    hosts: list[str] = field(default_factory=list)  # hosts running what the app started
+    #: Commands held back after failures: component, command, host_id, image, error,
+    #: attempts, retry_at (wall clock) — lattice/app/backoff.py.
+    retries: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode()

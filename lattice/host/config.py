@@ -40,7 +40,10 @@ class HostConfig:
     reconciler: bool = True
     reconcile_interval: float = 5.0         # seconds between periodic passes (events trigger more)
     host_expiry: float | None = None        # silent this long → gone; default 3x heartbeat
-    lease_ttl: float = 6.0                  # a dead leader is replaced within this many seconds
+    lease_ttl: float = 6.0                  # a hung leader is replaced within this many seconds
+    leader_probe_interval: float = 0.5      # followers check the leader is there this often
+    retry_backoff: float = 1.0              # a failed start is retried after this, doubling...
+    retry_backoff_max: float = 60.0         # ...up to this many seconds (reset by a success)
 
     def __post_init__(self) -> None:
         if self.host_expiry is None:

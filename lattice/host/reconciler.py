@@ -11,6 +11,17 @@ Host liveness: a host is live while its heartbeats (or any event it publishes) k
 is gone when it has been silent for ``host_expiry`` seconds, when it says ``host_stopped``, or
 at once when its control subject has no subscriber (its NATS connection is gone — a killed
 process). Its work is then placed on the remaining matching hosts by the next reconcile.
+
+Leader loss: followers do not wait for the lease to expire. Every ``leader_probe_interval``
+seconds they ask the holder's reconciler subject (``{ctl prefix}.{lattice}.reconciler.{host}``)
+whether it is there; "no responders" (its connection is closed: killed, crashed) or its
+``host_stopped`` event lets one of them take the lease over at the revision the dead holder
+left (lattice/app/lease.py), and it reconciles at once. The lease TTL remains the bound for a
+leader that hangs with its connection open.
+
+Failing commands are retried with exponential backoff per command (host, image, link name):
+``retry_backoff`` seconds after the first failure, doubling up to ``retry_backoff_max``, reset
+by a success (lattice/app/backoff.py). Held commands and their errors are part of the status.
 """
 
 from __future__ import annotations
@@ -22,6 +33,9 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from nats.errors import NoRespondersError
+
+from lattice.app.backoff import DEFAULT_BASE, DEFAULT_CAP, Backoff
 from lattice.app.lease import Lease
 from lattice.app.manifest import Manifest
 from lattice.app.scalers import (
@@ -34,7 +48,10 @@ from lattice.app.scalers import (
     StopActor,
     StopProvider,
     UpdateActor,
+    event_retry_key,
+    hosts_running,
     reconcile,
+    retry_key,
     undeploy_commands,
 )
 from lattice.app.store import AppState, AppStore
@@ -56,15 +73,23 @@ _TRIGGERS = {"host_started", "host_stopped", "actors_started", "actors_stopped",
 _FAILURES = {"actors_start_failed", "actor_start_failed", "provider_start_failed"}
 _STARTED = {"actors_started", "provider_started"}
 PENDING_FOR = 30.0  # seconds before an unanswered start/stop command may be sent again
+PROBE_INTERVAL = 0.5  # seconds between a follower's checks that the leader is still there
 
 
 class Reconciler:
-    def __init__(self, host: Host) -> None:
+    def __init__(self, host: Host, *, backoff: float | None = None,
+                 backoff_max: float | None = None, probe_interval: float | None = None) -> None:
         self.host = host
         cfg = host.config
         self.interval = cfg.reconcile_interval
         self.expiry = cfg.host_expiry
         self.lease_ttl = cfg.lease_ttl
+        base = backoff if backoff is not None else getattr(cfg, "retry_backoff", DEFAULT_BASE)
+        cap = backoff_max if backoff_max is not None else getattr(cfg, "retry_backoff_max",
+                                                                  DEFAULT_CAP)
+        self.backoff = Backoff(base, max(base, cap))
+        self.probe_interval = (probe_interval if probe_interval is not None else
+                               getattr(cfg, "leader_probe_interval", PROBE_INTERVAL))
         self._seen: dict[str, float] = {}          # host id -> monotonic time of last sign
         self._gone: set[str] = set()               # said host_stopped / no responders
         self._inventories: dict[str, HostInventory] = {}
@@ -72,12 +97,16 @@ class Reconciler:
         self._manifests: dict[str, Manifest] = {}       # deployed apps, as of the last pass
         self._pending: dict[tuple, float] = {}     # command key -> monotonic deadline
         self._trigger = asyncio.Event()
+        self._wake = asyncio.Event()               # a follower: the holder may be gone
         self._task: asyncio.Task[None] | None = None
         self._sub: Any = None
+        self._probe_sub: Any = None
         self._watch: Any = None
+        self._started_at = time.monotonic()
         self.leader = False
         self._stopping = False
         self.reconciles = 0  # observable for tests
+        self.took_over = 0   # leases taken from a holder seen gone (observable for tests)
 
     async def start(self) -> None:
         nc, cfg = self.host.ctl_nc, self.host.config
@@ -88,6 +117,9 @@ class Reconciler:
         self.ctl = CtlClient(nc, self.host.lattice, prefix=self.host.config.ctl_prefix,
                              timeout=2.0)
         self._sub = await nc.subscribe(subjects.events(self.host.lattice), cb=self._on_event)
+        # Followers ask here whether the leader is still there: "no responders" means it is not.
+        self._probe_sub = await nc.subscribe(self._probe_subject(self.host.host_id),
+                                             cb=self._on_probe)
         self._watch = await self.store.kv.watchall(include_history=False)
         self._task = asyncio.create_task(self._run(), name="lattice-reconciler")
         self._watch_task = asyncio.create_task(self._watch_apps(), name="lattice-app-watch")
@@ -103,6 +135,7 @@ class Reconciler:
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(task, 5)
         for closer in (getattr(self._sub, "unsubscribe", None),
+                       getattr(self._probe_sub, "unsubscribe", None),
                        getattr(self._watch, "stop", None)):
             if closer:
                 with contextlib.suppress(Exception):
@@ -112,11 +145,22 @@ class Reconciler:
 
     # ---- inputs -----------------------------------------------------------------------------
 
+    def _probe_subject(self, host_id: str) -> str:
+        return subjects.ctl(self.host.lattice, "reconciler", host_id,
+                            prefix=self.host.config.ctl_prefix)
+
+    async def _on_probe(self, msg: Any) -> None:
+        with contextlib.suppress(Exception):
+            await msg.respond(json.dumps({"host_id": self.host.host_id,
+                                          "leader": self.leader}).encode())
+
     async def _on_event(self, msg: Any) -> None:
         try:
             doc = json.loads(msg.data)
-        except ValueError:
+        except (ValueError, RecursionError):
             return
+        if not isinstance(doc, dict):
+            return  # not a CloudEvent
         name = str(doc.get("type", "")).rsplit(".", 1)[-1]
         data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
         source = str(doc.get("source") or data.get("host_id") or "")
@@ -124,13 +168,25 @@ class Reconciler:
             if name == "host_stopped":
                 self._gone.add(source)
                 self._seen.pop(source, None)
+                self._wake.set()  # a follower: if that was the leader, take over now
             else:
                 self._seen[source] = time.monotonic()
                 self._gone.discard(source)
         if name in _FAILURES:
-            self._note_outcome(data, str(data.get("error") or "start failed"))
+            error = str(data.get("error") or "start failed")
+            self._note_outcome(data, error)
+            key = event_retry_key(name, data, source)
+            if key is not None:
+                hold = self.backoff.failed(key, error, time.monotonic())
+                if hold is not None:
+                    log.info("start failed; retrying with backoff", extra={
+                        "key": list(key), "attempts": hold.attempts, "retry_in": hold.delay,
+                        "error": error})
         elif name in _STARTED:
             self._note_outcome(data, None)
+            key = event_retry_key(name, data, source)
+            if key is not None:
+                self.backoff.succeeded(key)
         if name in _TRIGGERS and source:  # that host answered: its commands are no longer pending
             self._pending = {k: t for k, t in self._pending.items() if k[1] != source}
         if name in _TRIGGERS:
@@ -161,18 +217,38 @@ class Reconciler:
     async def _run(self) -> None:
         renew = self.lease_ttl / 3
         next_pass = 0.0
+        checked = time.monotonic()  # held commands that became due since then get a pass
         while not self._stopping:
             was = self.leader
-            self.leader = await self.lease.refresh()
+            try:
+                self.leader = await (self.lease.refresh() if was else self._try_lead())
+            except Exception:  # NATS trouble: not leading is the safe side
+                log.exception("reconciler lease check failed")
+                self.leader = False
             if self.leader and not was:
                 await self._became_leader()
+                self._trigger.clear()
                 next_pass = 0.0
             if self._stopping:
                 break
-            if self.leader and (self._trigger.is_set() or time.monotonic() >= next_pass):
+            if not self.leader:
+                # A follower: events are for the leader; check on it every probe interval,
+                # at once when a host says it stops (it may be the leader).
                 self._trigger.clear()
-                await asyncio.sleep(0.2)  # debounce a burst of events into one pass
-                self._trigger.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(renew, self.probe_interval)):
+                        await self._wake.wait()
+                self._wake.clear()
+                continue
+            now = time.monotonic()
+            if self.backoff.became_due(checked, now):
+                self._trigger.set()  # a held command may be sent again
+            checked = now
+            if self._trigger.is_set() or now >= next_pass:
+                if self._trigger.is_set():
+                    self._trigger.clear()
+                    await asyncio.sleep(0.2)  # debounce a burst of events into one pass
+                    self._trigger.clear()
                 try:
                     await self.reconcile_once()
                 except Exception:
@@ -180,16 +256,60 @@ class Reconciler:
                 next_pass = time.monotonic() + self.interval
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that lands
             # as the trigger fires, and the loop would outlive stop().
+            now = time.monotonic()
+            wait = min(renew, next_pass - now)
+            due = self.backoff.next_due(now)
+            if due is not None:
+                wait = min(wait, due - now)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(renew, max(0.05, next_pass - time.monotonic()))):
+                async with asyncio.timeout(max(0.05, wait)):
                     await self._trigger.wait()
+
+    async def _try_lead(self) -> bool:
+        """A follower's turn: take the lease if nobody holds it, or take it over from a
+        holder that is gone (said host_stopped, or nobody answers on its probe subject)."""
+        current = await self.lease.current()
+        if current is None:
+            return await self.lease.refresh()
+        holder, revision = current
+        if holder == self.host.host_id:  # ours from before (e.g. a lost renewal): reclaim it
+            return await self.lease.take_over(revision)
+        if holder not in self._gone and not await self._holder_gone(holder):
+            return False
+        if await self.lease.take_over(revision):
+            log.info("took over the reconciler lease from a gone leader",
+                     extra={"host_id": self.host.host_id, "previous": holder})
+            self._gone.add(holder)
+            self._inventories.pop(holder, None)
+            self.took_over += 1
+            return True
+        return False
+
+    async def _holder_gone(self, holder: str) -> bool:
+        """Nobody answers for the holder: neither its reconciler nor (a host of a version
+        without the probe subject) its control interface. Slow answers are not proof."""
+        wait = max(0.5, self.probe_interval)
+        inventory = subjects.ctl(self.host.lattice, "get", holder, "inv",
+                                 prefix=self.host.config.ctl_prefix)
+        for subject in (self._probe_subject(holder), inventory):
+            try:
+                await self.host.ctl_nc.request(subject, b"", timeout=wait)
+            except NoRespondersError:
+                continue
+            except Exception:  # slow, or NATS trouble
+                return False
+            return False
+        return True
 
     async def _became_leader(self) -> None:
         log.info("reconciler is leader", extra={"host_id": self.host.host_id})
-        now = time.monotonic()
-        with contextlib.suppress(CtlError):
-            for info in await self.ctl.ping_hosts(wait=0.5):
-                self._seen[info.id] = now
+        # Every reconciler follows the events, so one that has listened for a heartbeat
+        # interval already knows the live hosts; a fresh one asks them.
+        if time.monotonic() - self._started_at < self.host.config.heartbeat_interval + 1:
+            now = time.monotonic()
+            with contextlib.suppress(CtlError):
+                for info in await self.ctl.ping_hosts(wait=0.5):
+                    self._seen[info.id] = now
 
     def live_hosts(self) -> list[str]:
         now = time.monotonic()
@@ -222,6 +342,7 @@ class Reconciler:
         self.reconciles += 1
         snapshot = await self.snapshot()
         manifests: dict[str, Manifest] = {}
+        wanted: set[tuple] = set()  # retry keys of every command the plans still want
         for name in names:
             record = await self.store.get(name)
             if record is None:
@@ -233,27 +354,49 @@ class Reconciler:
                 if state.status == "undeployed":
                     continue
                 commands = undeploy_commands(name, snapshot, owned)
-                await self._execute(commands)
+                holds = self.backoff.holds(time.monotonic())
+                wanted.update(retry_key(c) for c in commands)
+                await self._execute([c for c in commands if retry_key(c) not in holds])
                 if not commands:
                     state = AppState(status="undeployed", version=None,
-                                     updated_at=time.time(), leader=self.host.host_id)
-                    await self.store.put_state(name, state)
+                                     updated_at=time.time(), leader=self.host.host_id,
+                                     interval=self.interval)
                     self._failures.pop(name, None)
+                else:  # say so while it lasts: the last status of the deployed version is over
+                    state = AppState(status="reconciling", version=None,
+                                     reasons=[f"undeploying: {len(commands)} stop/unlink "
+                                              "command(s) outstanding"],
+                                     owned_links=state.owned_links, updated_at=time.time(),
+                                     leader=self.host.host_id, interval=self.interval,
+                                     hosts=hosts_running(name, snapshot))
+                await self.store.put_state(name, state)
                 continue
             manifests[name] = manifest
-            plan = reconcile(manifest, snapshot, owned, self._failures.get(name))
+            plan = reconcile(manifest, snapshot, owned, self._failures.get(name),
+                             holds=self.backoff.holds(time.monotonic()))
+            wanted.update(retry_key(c) for c in plan.commands)
+            wanted.update(retry_key(h.command) for h in plan.held)
             await self._execute(plan.commands)
-            await self.store.put_state(name, self._state(manifest, plan))
+            await self.store.put_state(name, self._state(manifest, plan, snapshot))
         self._manifests = manifests
+        self.backoff.retain(wanted)
 
-    def _state(self, manifest: Manifest, plan: Plan) -> AppState:
+    def _state(self, manifest: Manifest, plan: Plan, snapshot: Snapshot) -> AppState:
+        mono, wall = time.monotonic(), time.time()
         return AppState(
             status=plan.app_status, version=manifest.version, reasons=list(plan.reasons),
             scalers=[{"component": s.component, "scaler": s.scaler, "kind": s.kind,
                       "satisfied": s.satisfied, "reason": s.reason, "running": s.running,
                       "desired": s.desired} for s in plan.statuses],
             owned_links=[ld.to_wire() for ld in plan.owned_links],
-            updated_at=time.time(), leader=self.host.host_id)
+            updated_at=wall, leader=self.host.host_id, interval=self.interval,
+            hosts=hosts_running(manifest.name, snapshot),
+            retries=[{"component": h.component, "command": type(h.command).__name__,
+                      "host_id": getattr(h.command, "host_id", ""),
+                      "image": getattr(h.command, "image", ""), "error": h.hold.error,
+                      "attempts": h.hold.attempts,
+                      "retry_at": wall + max(0.0, h.hold.retry_at - mono)}
+                     for h in plan.held])
 
     # ---- commands ---------------------------------------------------------------------------
 
@@ -264,12 +407,20 @@ class Reconciler:
             key = _key(cmd)
             if key in self._pending:
                 continue  # sent recently and not visible yet: do not pile up duplicates
+            retry = retry_key(cmd)
+            self.backoff.sent(retry)
             try:
                 await self._send(cmd)
             except CtlError as exc:
+                hold = self.backoff.failed(retry, str(exc), time.monotonic())
                 log.warning("reconciler command refused", extra={
-                    "command": type(cmd).__name__, "error": str(exc)})
+                    "command": type(cmd).__name__, "error": str(exc),
+                    "retry_in": hold.delay if hold else None})
                 continue
+            if isinstance(cmd, StartActor | StartProvider):
+                pass  # accepted; its outcome comes as an event (started, or start failed)
+            else:
+                self.backoff.succeeded(retry)
             if not isinstance(cmd, PutLink | DeleteLink):
                 self._pending[key] = now + PENDING_FOR
             log.info("reconciler command sent", extra={"command": repr(cmd)})
