@@ -6,20 +6,34 @@ dependency, so a ``.creds`` file or a JWT + user seed works out of the box.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
 from lattice.keys import KeyPair, KeyRole, NKeyError
+from lattice.natsclient import connect_resilient
 
 log = logging.getLogger("lattice.nats")
+
+
+class _QuietTlsEof(logging.Filter):
+    """asyncio warns "returning true from eof_received() has no effect when using ssl" each
+    time a TLS connection made by nats-py closes (its stream protocol asks to keep the
+    transport half-open): noise on every CLI command against a TLS NATS, not a problem."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("returning true from eof_received()")
+
+
+logging.getLogger("asyncio").addFilter(_QuietTlsEof())
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 # nats-py pings every 120 s and gives up after 2 unanswered pings, so a server that vanished
@@ -94,12 +108,32 @@ def _auth_callbacks(opts: NatsOptions) -> dict[str, object]:
     return {"user_jwt_cb": jwt_cb, "signature_cb": sig_cb}
 
 
+def _file_reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):  # "KEY_VALUES_MISMATCH" → "key values mismatch"
+        return exc.reason.replace("_", " ").lower() if exc.reason else str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
 def _tls(opts: NatsOptions) -> ssl.SSLContext | None:
     if not (opts.tls_ca or opts.tls_cert):
         return None
-    ctx = ssl.create_default_context(cafile=opts.tls_ca)
+    try:
+        ctx = ssl.create_default_context(cafile=opts.tls_ca)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        reason = _file_reason(exc)
+        if isinstance(exc, ssl.SSLError):
+            reason = f"it holds no PEM certificate ({reason})"
+        raise NatsConnectError(f"cannot load the TLS CA certificate {opts.tls_ca}: "
+                               f"{reason}") from None
     if opts.tls_cert:
-        ctx.load_cert_chain(opts.tls_cert, opts.tls_key)
+        try:
+            ctx.load_cert_chain(opts.tls_cert, opts.tls_key)
+        except (OSError, ValueError) as exc:
+            key = f" and key {opts.tls_key}" if opts.tls_key else ""
+            raise NatsConnectError(f"cannot load the TLS client certificate {opts.tls_cert}"
+                                   f"{key}: {_file_reason(exc)}") from None
     return ctx
 
 
@@ -146,15 +180,28 @@ async def settle(nc: Client) -> None:
 
 CLI_HINT = ("Start a lattice with `lattice up`, or point --nats-url at a running NATS server")
 CLI_AUTH_HINT = "pass the right --nats-creds, or --nats-jwt and --nats-seed"
+CLI_TLS_HINT = ("pass the CA certificate that signed the server's certificate with --tls-ca "
+                "(and --tls-cert/--tls-key if the server wants a client certificate)")
+
+
+def _tls_reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return f"certificate verify failed: {exc.verify_message}"
+    reason = str(getattr(exc, "reason", None) or exc or type(exc).__name__)
+    if "CERTIFICATE_REQUIRED" in reason:  # TLS 1.3: the server's alert after the handshake
+        return f"the server wants a client certificate: {reason}"
+    return reason
 
 
 async def connect(opts: NatsOptions, *, name: str, connect_timeout: float = 2.0,
                   initial_attempts: int = 3, hint: str | None = CLI_HINT,
-                  auth_hint: str | None = CLI_AUTH_HINT) -> Client:
+                  auth_hint: str | None = CLI_AUTH_HINT,
+                  tls_hint: str | None = CLI_TLS_HINT) -> Client:
     """Connect, retrying a few times; once connected, reconnect forever.
 
-    ``hint``/``auth_hint`` end the error messages with what the user can do; they default to
-    CLI advice, and callers configured otherwise (e.g. by link values) pass their own or None.
+    ``hint``/``auth_hint``/``tls_hint`` end the error messages with what the user can do; they
+    default to CLI advice, and callers configured otherwise (e.g. by link values) pass their
+    own or None.
     """
 
     holder: list[Client] = []
@@ -168,25 +215,48 @@ async def connect(opts: NatsOptions, *, name: str, connect_timeout: float = 2.0,
         log.info("reconnected to NATS", extra={"connection": name})
 
     errors: list[Exception] = []  # during the first connect: the server's reasons, if any
+    tls_failed = asyncio.Event()
 
     async def on_error(exc: Exception) -> None:
         if len(errors) < 20:
             errors.append(exc)
+        if isinstance(exc, ssl.SSLError) and not holder:
+            tls_failed.set()
         log.debug("NATS client error", extra={"connection": name, "error": str(exc)})
 
     try:
+        auth, tls = _auth_callbacks(opts), _tls(opts)
         # nats-py applies max_reconnect_attempts to the first connect too, and -1 would retry
         # an unreachable URL forever: connect with a bound, then reconnect without one.
-        nc = await nats.connect(
+        connecting = asyncio.ensure_future(connect_resilient(
             servers=opts.servers, name=name, connect_timeout=connect_timeout,
             max_reconnect_attempts=initial_attempts, reconnect_time_wait=0.5,
-            allow_reconnect=True, tls=_tls(opts), dont_randomize=not opts.randomize,
+            allow_reconnect=True, tls=tls, dont_randomize=not opts.randomize,
             ping_interval=PING_INTERVAL, max_outstanding_pings=MAX_OUTSTANDING_PINGS,
             disconnected_cb=on_disconnect, reconnected_cb=on_reconnect, error_cb=on_error,
-            **_auth_callbacks(opts))
-        nc.options["max_reconnect_attempts"] = -1
-        holder.append(nc)
-        return nc
+            **auth))
+        tls_wait = asyncio.ensure_future(tls_failed.wait())
+        try:
+            await asyncio.wait({connecting, tls_wait}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            tls_wait.cancel()
+            if not connecting.done():
+                # nats-py never returns from a failed TLS handshake (nats-io/nats.py#718: its
+                # close waits forever for the dead transport), so stop waiting for it.
+                connecting.cancel()
+                with contextlib.suppress(BaseException):
+                    await connecting
+        if not connecting.cancelled() and connecting.exception() is None:
+            nc = connecting.result()
+            nc.options["max_reconnect_attempts"] = -1
+            holder.append(nc)
+            return nc
+        if tls_failed.is_set():
+            cause = next(e for e in errors if isinstance(e, ssl.SSLError))
+            advice = f": {tls_hint}" if tls_hint else ""
+            raise NatsConnectError(f"the TLS handshake with NATS at {opts.url} failed "
+                                   f"({_tls_reason(cause)}){advice}")
+        raise connecting.exception()  # type: ignore[misc]
     except NatsConnectError:
         raise
     except Exception as exc:  # nats-py raises several types for "could not connect"
@@ -195,8 +265,10 @@ async def connect(opts: NatsOptions, *, name: str, connect_timeout: float = 2.0,
         cause = next((e for e in errors if "authorization" in str(e).lower()), None)
         if cause is not None:
             advice = f": {auth_hint}" if auth_hint else ""
-            raise NatsConnectError(
-                f"NATS at {opts.url} refused our credentials ({cause}){advice}") from None
+            given = (opts.creds or opts.jwt
+                     or any("@" in u.split("://", 1)[-1] for u in opts.servers))
+            what = "refused our credentials" if given else "wants credentials and we gave none"
+            raise NatsConnectError(f"NATS at {opts.url} {what} ({cause}){advice}") from None
         advice = f". {hint}" if hint else ""
         raise NatsConnectError(
             f"cannot connect to NATS at {opts.url}: {exc or type(exc).__name__}{advice}"

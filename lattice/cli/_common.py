@@ -87,6 +87,17 @@ def add_lattice_options(p: argparse.ArgumentParser, *, timeout: float | None = 2
                        f"{DEFAULT_NATS_URL})")
     group.add_argument("--nats-creds", default=os.environ.get("LATTICE_NATS_CREDS"),
                        metavar="FILE", help="NATS .creds file (default: $LATTICE_NATS_CREDS)")
+    group.add_argument("--nats-jwt", default=os.environ.get("LATTICE_NATS_JWT"), metavar="JWT",
+                       help="NATS user JWT, with --nats-seed (default: $LATTICE_NATS_JWT)")
+    group.add_argument("--nats-seed", default=os.environ.get("LATTICE_NATS_SEED"),
+                       metavar="SEED", help="NATS user seed SU…, with --nats-jwt (default: "
+                       "$LATTICE_NATS_SEED)")
+    group.add_argument("--tls-ca", default=os.environ.get("LATTICE_TLS_CA"), metavar="FILE",
+                       help="CA certificate to verify NATS with (default: $LATTICE_TLS_CA)")
+    group.add_argument("--tls-cert", default=os.environ.get("LATTICE_TLS_CERT"), metavar="FILE",
+                       help="client certificate for NATS (default: $LATTICE_TLS_CERT)")
+    group.add_argument("--tls-key", default=os.environ.get("LATTICE_TLS_KEY"), metavar="FILE",
+                       help="client key for NATS (default: $LATTICE_TLS_KEY)")
     if timeout is not None:
         group.add_argument("--timeout", type=float, default=timeout, metavar="SECONDS",
                            help=f"how long to wait for each answer (default: {timeout:g})")
@@ -94,8 +105,18 @@ def add_lattice_options(p: argparse.ArgumentParser, *, timeout: float | None = 2
         p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
-def nats_options(args: argparse.Namespace) -> NatsOptions:
-    return NatsOptions(url=args.nats_url, creds=args.nats_creds)
+def nats_options(args: argparse.Namespace, **overrides: Any) -> NatsOptions:
+    """The NATS URL, credentials and TLS files of a command's lattice options."""
+    if (args.nats_jwt is None) != (args.nats_seed is None):
+        raise CliError("--nats-jwt and --nats-seed go together: give both (or a --nats-creds "
+                       "file)")
+    if args.tls_key and not args.tls_cert:
+        raise CliError("--tls-key needs --tls-cert")
+    settings: dict[str, Any] = {
+        "url": args.nats_url, "creds": args.nats_creds, "jwt": args.nats_jwt,
+        "seed": args.nats_seed, "tls_ca": args.tls_ca, "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key}
+    return NatsOptions(**{**settings, **overrides})
 
 
 def check_lattice_arg(args: argparse.Namespace) -> None:

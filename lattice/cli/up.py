@@ -44,6 +44,7 @@ from lattice.cli._common import (
     emit,
     ensure_cluster_seed,
     load_cluster_seed,
+    nats_options,
     note,
     parse_pairs,
 )
@@ -484,7 +485,7 @@ async def _wait_jetstream(args: argparse.Namespace, plan: NatsPlan) -> None:
              f"{elapsed:.0f} s)")
 
     try:
-        nc = await connect(NatsOptions(url=plan.url, creds=args.nats_creds), name="lattice-up")
+        nc = await connect(nats_options(args, url=plan.url), name="lattice-up")
     except NatsConnectError as exc:
         raise CliError(str(exc)) from None
     try:
@@ -503,8 +504,9 @@ async def _wait_jetstream(args: argparse.Namespace, plan: NatsPlan) -> None:
 def _host_args(args: argparse.Namespace) -> list[str]:
     argv = ["--nats-url", args.nats_url, "--lattice", args.lattice,
             "--js-replicas", str(args.js_replicas)]
-    if args.nats_creds:
-        argv += ["--nats-creds", args.nats_creds]
+    for option in ("nats_creds", "tls_ca", "tls_cert", "tls_key"):  # (JWT and seed: via env)
+        if getattr(args, option):
+            argv += [_opt(option), getattr(args, option)]
     if args.js_domain:
         argv += ["--js-domain", args.js_domain]
     for label in args.label:
@@ -516,6 +518,7 @@ def _host_args(args: argparse.Namespace) -> list[str]:
 
 def run_up(args: argparse.Namespace) -> int:
     check_lattice_arg(args)
+    nats_options(args)  # half-given credentials are refused before anything starts
     labels = parse_pairs(args.label, "--label")
     record = read_record()
     if record and pid_alive(record.get("host_pid"), "lattice"):
@@ -567,6 +570,8 @@ def _up_detached(args: argparse.Namespace, record: dict[str, Any], host_key: Key
     log_path = paths.state_dir() / HOST_LOG
     env = {**os.environ, "LATTICE_HOST_SEED": host_key.seed,
            "LATTICE_CLUSTER_SEED": cluster_seed}  # seeds via env: never visible in `ps`
+    if args.nats_jwt:
+        env.update(LATTICE_NATS_JWT=args.nats_jwt, LATTICE_NATS_SEED=args.nats_seed)
     cmd = [sys.executable, "-m", "lattice", "--log-level", "info", "host", *_host_args(args)]
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT,
@@ -608,7 +613,7 @@ async def _deploy_demo(args: argparse.Namespace) -> Any:
     from lattice.demo import DemoError, deploy
 
     try:
-        return await deploy(NatsOptions(url=args.nats_url, creds=args.nats_creds), args.lattice,
+        return await deploy(nats_options(args), args.lattice,
                             args.port, note)
     except DemoError as exc:
         raise CliError(f"the demo could not be deployed: {exc}") from None
@@ -629,8 +634,7 @@ async def _wait_for_host(args: argparse.Namespace, host_id: str,
     """The host's friendly name once it answers on the control interface."""
     log_path = paths.state_dir() / HOST_LOG
     try:
-        nc = await connect(NatsOptions(url=args.nats_url, creds=args.nats_creds),
-                           name="lattice-up")
+        nc = await connect(nats_options(args), name="lattice-up")
     except NatsConnectError as exc:
         raise CliError(str(exc)) from None
     try:
@@ -666,8 +670,7 @@ def _up_foreground(args: argparse.Namespace, record: dict[str, Any], host_key: K
                    cluster_seed: str, labels: dict[str, str], nats: NatsServer | None) -> int:
     from lattice.host import Host, HostConfig  # the host (wasmtime & co) loads only when needed
 
-    config = HostConfig(nats=NatsOptions(url=args.nats_url, creds=args.nats_creds,
-                                         js_domain=args.js_domain or None),
+    config = HostConfig(nats=nats_options(args, js_domain=args.js_domain or None),
                         lattice=args.lattice, host_seed=host_key.seed,
                         cluster_seed=cluster_seed, labels=labels,
                         allow_unsigned=args.allow_unsigned, js_domain=args.js_domain or None,

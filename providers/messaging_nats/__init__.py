@@ -1,4 +1,4 @@
-"""``messaging-nats``: the ``wasmcloud:messaging`` provider on NATS (CONTRACTS.md §6.6).
+"""``messaging-nats``: the ``wasmcloud:messaging`` provider on NATS (docs/contracts.md §6.6).
 
 Compatible with the reference provider ``nats`` 0.18: every linked actor gets its own NATS
 connection (so links can point at different servers or carry different credentials), the link's
@@ -267,6 +267,7 @@ class MessagingNatsProvider(Provider):
         self.defaults = ConnectionConfig()
         self.lattice_url = "nats://127.0.0.1:4222"
         self.lattice_auth: tuple[str, str] | None = None
+        self.lattice_tls: tuple[str | None, str | None, str | None] = (None, None, None)
         self.rpc_timeout: float | None = None
         self.conns: dict[str, ActorConnection] = {}
 
@@ -277,6 +278,7 @@ class MessagingNatsProvider(Provider):
         self.lattice_url = opts.servers[0] if opts.servers else self.lattice_url
         if opts.jwt and opts.seed:
             self.lattice_auth = (opts.jwt, opts.seed)
+        self.lattice_tls = (opts.tls_ca, opts.tls_cert, opts.tls_key)
         self.rpc_timeout = host_data.rpc_timeout
         if host_data.config_json and host_data.config_json.strip():
             try:
@@ -335,13 +337,17 @@ class MessagingNatsProvider(Provider):
 
     async def _connect(self, actor: str, config: ConnectionConfig) -> ActorConnection:
         jwt, seed = config.auth_jwt, config.auth_seed
+        tls_cert = tls_key = None
+        ca_path = config.tls_ca_file
         if config.cluster_uris:
             url = nats_url(config.cluster_uris[0])  # only the first, as the reference
         else:
             url = self.lattice_url
             if not jwt and self.lattice_auth:  # the lattice's server needs the lattice's creds
                 jwt, seed = self.lattice_auth
-        ca_path = config.tls_ca_file
+            lattice_ca, tls_cert, tls_key = self.lattice_tls  # ... and the lattice's TLS files
+            if not (config.tls_ca or ca_path):
+                ca_path = lattice_ca
         temp_ca: str | None = None
         if config.tls_ca:
             # The connect helper takes a CA file; TLS_CA carries the PEM text itself.
@@ -354,8 +360,12 @@ class MessagingNatsProvider(Provider):
         if config.ping_interval_sec is not None:
             log.debug("ping_interval_sec is accepted but not applied", extra={"actor": actor})
         try:
-            nc = await connect(NatsOptions(url=url, jwt=jwt, seed=seed, tls_ca=ca_path),
-                               name=f"messaging-nats {actor}", initial_attempts=2)
+            nc = await connect(NatsOptions(url=url, jwt=jwt, seed=seed, tls_ca=ca_path,
+                                           tls_cert=tls_cert, tls_key=tls_key),
+                               name=f"messaging-nats {actor}", initial_attempts=2, hint=None,
+                               auth_hint="check the link values CLIENT_JWT and CLIENT_SEED",
+                               tls_hint="give the CA that signed the server's certificate in "
+                               "the link value TLS_CA_FILE (or TLS_CA)")
         except (NatsConnectError, OSError, ValueError) as exc:
             if temp_ca:
                 with contextlib.suppress(OSError):
