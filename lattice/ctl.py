@@ -124,6 +124,7 @@ class ProviderDescription:
     instance_id: str = ""
     revision: int = 0
     annotations: dict[str, str] = field(default_factory=dict)
+    state: str = ""  # running, unhealthy, restarting, … ("" from hosts that do not say)
 
 
 @dataclass
@@ -154,7 +155,8 @@ class HostInventory:
                 id=_s(p.get("id")), link_name=_s(p.get("link_name")) or "default",
                 contract_id=_s(p.get("contract_id")), name=_s(p.get("name")),
                 image_ref=_s(p.get("image_ref")), instance_id=_s(p.get("instance_id")),
-                revision=_int(p.get("revision")), annotations=_str_map(p.get("annotations")))
+                revision=_int(p.get("revision")), annotations=_str_map(p.get("annotations")),
+                state=_s(p.get("state")))
             for p in doc.get("providers") or []
         ]
         return cls(host_id=_s(doc.get("host_id")), issuer=_s(doc.get("issuer")),

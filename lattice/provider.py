@@ -1,4 +1,4 @@
-"""Provider SDK: what a capability provider process (or embedded provider) runs (WIRE.md §7).
+"""Provider SDK: what a capability provider process (or embedded provider) runs (docs/wire.md §7).
 
 A provider author subclasses :class:`Provider`, sets ``contract_id`` and ``name``, and writes one
 async method per contract operation (``KeyValue.ListAdd`` → ``list_add(self, ctx, request)``).
@@ -74,7 +74,7 @@ class InvalidParameter(ProviderError):
         super().__init__(f"invalid parameter: {detail}")
 
 
-# ---- HostData (WIRE.md §7.2) --------------------------------------------------------------------
+# ---- HostData (docs/wire.md §7.2) ----------------------------------------------------------------
 
 
 def _str(doc: dict[str, Any], key: str, default: str = "") -> str:
@@ -116,6 +116,11 @@ class HostData:
     structured_logging: bool = False
     log_level: str | None = None
     lattice_rpc_tls: bool | None = None  # OTP extra
+    # Lattice extras: the host's TLS files for NATS (a private CA, a client certificate), so a
+    # provider process reaches a NATS the host reaches only with them.
+    lattice_rpc_tls_ca: str | None = None
+    lattice_rpc_tls_cert: str | None = None
+    lattice_rpc_tls_key: str | None = None
     js_domain: str | None = None         # OTP extra
     otel_config: dict[str, Any] | None = None  # Rust host ≥0.80
     extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, kept for round trips
@@ -124,7 +129,8 @@ class HostData:
               "lattice_rpc_user_seed", "lattice_rpc_url", "provider_key", "invocation_seed",
               "env_values", "instance_id", "link_definitions", "cluster_issuers", "config_json",
               "default_rpc_timeout_ms", "structured_logging", "log_level", "lattice_rpc_tls",
-              "js_domain", "otel_config")
+              "js_domain", "otel_config", "lattice_rpc_tls_ca", "lattice_rpc_tls_cert",
+              "lattice_rpc_tls_key")
 
     @property
     def test_mode(self) -> bool:
@@ -143,7 +149,8 @@ class HostData:
         both = bool(self.lattice_rpc_user_jwt and self.lattice_rpc_user_seed)
         return NatsOptions(url=url, jwt=self.lattice_rpc_user_jwt if both else None,
                            seed=self.lattice_rpc_user_seed if both else None,
-                           js_domain=self.js_domain or None)
+                           tls_ca=self.lattice_rpc_tls_ca, tls_cert=self.lattice_rpc_tls_cert,
+                           tls_key=self.lattice_rpc_tls_key, js_domain=self.js_domain or None)
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> HostData:
@@ -187,6 +194,9 @@ class HostData:
             log_level=_str(doc, "log_level") or None,
             lattice_rpc_tls=bool(tls) if tls is not None else None,
             js_domain=_str(doc, "js_domain") or None,
+            lattice_rpc_tls_ca=_str(doc, "lattice_rpc_tls_ca") or None,
+            lattice_rpc_tls_cert=_str(doc, "lattice_rpc_tls_cert") or None,
+            lattice_rpc_tls_key=_str(doc, "lattice_rpc_tls_key") or None,
             otel_config=otel if isinstance(otel, dict) else None,
             extra={k: v for k, v in doc.items() if k not in cls._KNOWN},
         )
@@ -212,7 +222,10 @@ class HostData:
         optional = {"config_json": self.config_json,
                     "default_rpc_timeout_ms": self.default_rpc_timeout_ms,
                     "log_level": self.log_level, "lattice_rpc_tls": self.lattice_rpc_tls,
-                    "js_domain": self.js_domain, "otel_config": self.otel_config}
+                    "js_domain": self.js_domain, "otel_config": self.otel_config,
+                    "lattice_rpc_tls_ca": self.lattice_rpc_tls_ca,
+                    "lattice_rpc_tls_cert": self.lattice_rpc_tls_cert,
+                    "lattice_rpc_tls_key": self.lattice_rpc_tls_key}
         doc.update({k: v for k, v in optional.items() if v is not None})
         return doc
 
@@ -329,6 +342,8 @@ class ProviderBridge:
         self._subs: list[Any] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._link_lock = asyncio.Lock()
+        self._busy: dict[str, int] = {}  # actor_id → its calls running now
+        self._idle: dict[str, asyncio.Event] = {}  # actor_id → set when its last call is done
         self._stopped = asyncio.Event()
         self._stopping = False
         provider.bridge = self
@@ -454,6 +469,10 @@ class ProviderBridge:
             if link is None:
                 log.debug("link delete for an unlinked actor", extra=self._fields(actor=actor_id))
                 return
+            # New calls are refused from now on; the ones running still use what del_link
+            # closes (a pool, a connection), so let them finish first (a relink, for one, must
+            # not fail the actor's last calls on the old backend).
+            await self._calls_done(actor_id, self.host_data.rpc_timeout)
             try:
                 await _maybe_await(self.provider.del_link(link))
             except Exception as exc:
@@ -575,8 +594,29 @@ class ProviderBridge:
         except Exception as exc:
             log.warning("could not answer an invocation", extra=self._fields(error=str(exc)))
 
+    async def _calls_done(self, actor: str, timeout: float) -> None:
+        """Until no call of ``actor`` is running (at most ``timeout`` seconds)."""
+        if not self._busy.get(actor):
+            return
+        idle = self._idle.setdefault(actor, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(idle.wait(), timeout)
+
     async def _call(self, actor: str, operation: str, payload: bytes,
                     link: LinkDefinition | None) -> bytes:
+        self._busy[actor] = self._busy.get(actor, 0) + 1
+        try:
+            return await self._invoke(actor, operation, payload, link)
+        finally:
+            self._busy[actor] -= 1
+            if not self._busy[actor]:
+                del self._busy[actor]
+                idle = self._idle.pop(actor, None)
+                if idle is not None:
+                    idle.set()
+
+    async def _invoke(self, actor: str, operation: str, payload: bytes,
+                      link: LinkDefinition | None) -> bytes:
         name = method_name(operation)
         fn: Callable[..., Any] | None = getattr(self.provider, name, None)
         if not name or name.startswith("_") or fn is None or not callable(fn):
@@ -618,7 +658,9 @@ class ProviderBridge:
 
     async def call_actor(self, actor_key: str, operation: str, payload: bytes,
                          timeout: float | None = None) -> bytes:
-        """Invoke an actor (provider → actor, WIRE.md §7.3.5); raises lattice.rpc.RpcError."""
+        """Invoke an actor (provider → actor, docs/wire.md §7.3 step 5).
+
+        Raises lattice.rpc.RpcError."""
         if self.nc is None:
             raise ProviderError("the provider is not connected to the lattice")
         if self._rpc is None:

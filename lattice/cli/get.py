@@ -63,9 +63,10 @@ def inventory_text(inv: HostInventory) -> str:
     else:
         parts.append("  no actors")
     if inv.providers:
-        rows = [[p.id, p.name, p.contract_id, p.link_name, p.image_ref] for p in inv.providers]
-        parts.append(_indent(table(["PROVIDER ID", "NAME", "CONTRACT", "LINK NAME", "IMAGE REF"],
-                                   rows)))
+        rows = [[p.id, p.name, p.contract_id, p.link_name, p.state or "-", p.image_ref]
+                for p in inv.providers]
+        parts.append(_indent(table(["PROVIDER ID", "NAME", "CONTRACT", "LINK NAME", "STATE",
+                                    "IMAGE REF"], rows)))
     else:
         parts.append("  no providers")
     return "\n".join(parts)

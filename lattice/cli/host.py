@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING
 
 from nats.errors import Error as NatsError
 
-from lattice.cli._common import CliError, add_lattice_options, check_lattice_arg, parse_pairs
+from lattice.cli._common import (
+    CliError,
+    add_lattice_options,
+    check_lattice_arg,
+    nats_options,
+    parse_pairs,
+)
 from lattice.connect import NatsConnectError, NatsOptions
 from lattice.keys import KeyPair, KeyRole, NKeyError, is_public_key
 
@@ -30,14 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "comma-separated, and the host fails over between them; a host behind a leaf node "
         "names the hub's JetStream domain with --js-domain. See docs/operations.md.")
     add_lattice_options(p, timeout=None, json_flag=False)
-    auth = p.add_argument_group("NATS authentication and TLS")
-    auth.add_argument("--nats-jwt", default=os.environ.get("LATTICE_NATS_JWT"), metavar="JWT",
-                      help="NATS user JWT (with --nats-seed)")
-    auth.add_argument("--nats-seed", default=os.environ.get("LATTICE_NATS_SEED"), metavar="SEED",
-                      help="NATS user seed SU… (with --nats-jwt)")
-    auth.add_argument("--tls-ca", metavar="FILE", help="CA certificate to verify NATS with")
-    auth.add_argument("--tls-cert", metavar="FILE", help="client certificate for NATS")
-    auth.add_argument("--tls-key", metavar="FILE", help="client key for NATS")
     ident = p.add_argument_group("identity and trust")
     ident.add_argument("--host-seed", default=os.environ.get("LATTICE_HOST_SEED"), metavar="SN…",
                        help="host seed; its public key is the host id (default: "
@@ -90,13 +88,13 @@ def host_config(args: argparse.Namespace) -> HostConfig:
         issuers = [i.strip() for i in os.environ.get("LATTICE_CLUSTER_ISSUERS", "").split(",")
                    if i.strip()]
     for issuer in issuers:
+        if issuer.startswith("S"):  # a seed is a secret: never echo it
+            raise CliError("--cluster-issuer takes a cluster public key (C…), not a seed: give "
+                           "the public key of the other cluster's seed (as its hosts print it: "
+                           "\"cluster key C…\")")
         if not is_public_key(issuer, KeyRole.CLUSTER):
             raise CliError(f"--cluster-issuer {issuer!r} is not a cluster public key (C…)")
-    if (args.nats_jwt is None) != (args.nats_seed is None):
-        raise CliError("--nats-jwt and --nats-seed go together: give both (or a --nats-creds "
-                       "file)")
-    if args.tls_key and not args.tls_cert:
-        raise CliError("--tls-key needs --tls-cert")
+    nats = nats_options(args, js_domain=args.js_domain)
     check_js_domain(args.js_domain, "--js-domain")
     check_js_replicas(args.js_replicas)
     if not NatsOptions(url=args.nats_url).servers:
@@ -107,9 +105,6 @@ def host_config(args: argparse.Namespace) -> HostConfig:
                           ("--reconcile-interval", args.reconcile_interval)):
         if value <= 0:
             raise CliError(f"{option} must be a positive number of seconds")
-    nats = NatsOptions(url=args.nats_url, creds=args.nats_creds, jwt=args.nats_jwt,
-                       seed=args.nats_seed, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
-                       tls_key=args.tls_key, js_domain=args.js_domain)
     return HostConfig(nats=nats, lattice=args.lattice, host_seed=args.host_seed,
                       cluster_seed=args.cluster_seed, cluster_issuers=issuers,
                       labels=parse_pairs(args.label, "--label"),

@@ -80,7 +80,7 @@ class Host:
         self.cluster_key = (KeyPair.from_seed(config.cluster_seed, KeyRole.CLUSTER)
                             if config.cluster_seed else KeyPair.generate(KeyRole.CLUSTER))
         self.host_id = self.host_key.public_key
-        # Our own cluster key is always trusted (WIRE.md §6.1).
+        # Our own cluster key is always trusted (docs/wire.md §6.1).
         self.issuers = {self.cluster_key.public_key, *config.cluster_issuers}
         self.labels = {**builtin_labels(), **config.labels}
         self.friendly_name = (f"{secrets.choice(_ADJECTIVES)}-{secrets.choice(_NOUNS)}-"
@@ -240,6 +240,11 @@ class Host:
                 lagging = exc.kind == "remote" and str(exc).startswith("unlinked actor")
                 if not lagging or time.monotonic() + delay > budget:
                     raise HostCallError(str(exc)) from None
+            # A link put over this one while the call was on its way: the old provider let go
+            # of the actor and never takes it back, so follow the link as it is now.
+            current = self.store.links.get(actor.key, link.contract_id, link.link_name)
+            if current is not None and current.provider_id != link.provider_id:
+                return await self._call_provider(actor, current, operation, payload)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
 

@@ -294,7 +294,11 @@ class ProviderSupervisor:
                 embedded = True
                 resolved = self._resolve_class(ref, provider_cls, contract_id)
             else:
-                resolved = await self._resolve(ref, link_name, contract_id, embedded)
+                try:
+                    resolved = await self._resolve(ref, link_name, contract_id, embedded)
+                except (OSError, RuntimeError) as exc:  # a name too long, an unknown ~user
+                    raise ProviderStartError(f"cannot start provider {ref[:200]!r}: "
+                                             f"{getattr(exc, 'strerror', None) or exc}") from None
             key = (resolved.public_key, link_name)
             if key in self._instances:
                 raise ProviderStartError(
@@ -710,6 +714,7 @@ class ProviderSupervisor:
                     log.warning("provider restart failed", extra=self._fields(
                         inst, error=exc.message, restart_in=backoff))
                     await self._kill(inst)
+                    inst.info.pid = None  # that process is gone: its pid may be reused
             inst.info.restarts += 1
             inst.info.state = RUNNING
             await self._resync_links(inst)

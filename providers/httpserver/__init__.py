@@ -18,11 +18,13 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import errno
 import ipaddress
 import json
 import logging
 import re
 import ssl
+import time
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -50,6 +52,9 @@ DEFAULT_MAX_AGE_SECS = 300
 # In-flight requests get this long when a listener stops: the SDK gives the whole shutdown hook
 # only 1.5 s, and a link delete must not hang the link lock either.
 STOP_GRACE = 0.5
+# A link moved here from another httpserver keeps its port: the old provider frees it as soon as
+# it hears of the move, so an address in use is tried again this long before the link is refused.
+BIND_GRACE = 3.0
 
 _OP = contracts.operation(HANDLE_REQUEST)
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -326,15 +331,25 @@ class Listener:
         server = web.Server(self.handle, access_log=None)
         runner = web.ServerRunner(server, shutdown_timeout=STOP_GRACE)
         await runner.setup()
-        site = web.TCPSite(runner, s.host, s.port, ssl_context=context)
-        try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            reason = exc.strerror or str(exc)
-            raise ProviderError(f"cannot listen on {s.where} (address {s.host}, port {s.port}) "
-                                f"for actor {self.actor}: {reason}; give the link its own port "
-                                "or address") from None
+        deadline = time.monotonic() + BIND_GRACE
+        while True:
+            site = web.TCPSite(runner, s.host, s.port, ssl_context=context)
+            try:
+                await site.start()
+                break
+            except OSError as exc:
+                with contextlib.suppress(Exception):
+                    await site.stop()
+                if exc.errno == errno.EADDRINUSE and time.monotonic() < deadline:
+                    log.debug("address in use; trying again", extra={
+                        "actor": self.actor, "address": s.host, "port": s.port})
+                    await asyncio.sleep(0.05)
+                    continue
+                await runner.cleanup()
+                reason = exc.strerror or str(exc)
+                raise ProviderError(f"cannot listen on {s.where} (address {s.host}, port "
+                                    f"{s.port}) for actor {self.actor}: {reason}; give the link "
+                                    "its own port or address") from None
         self.runner = runner
 
     async def stop(self) -> None:
