@@ -64,6 +64,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                       "can fail without losing lattice state (default: $LATTICE_JS_REPLICAS or 1)")
     tune.add_argument("--heartbeat", type=float, default=30.0, metavar="SECONDS",
                       help="heartbeat interval (default: 30)")
+    limits = p.add_argument_group("limits")
+    limits.add_argument("--memory-limit", type=int, default=64, metavar="MIB",
+                        help="linear memory cap per instance of a wasmbus actor in MiB (default: "
+                        "64; per actor: lattice start actor --memory-limit)")
+    limits.add_argument("--component-memory-limit", type=int, default=128, metavar="MIB",
+                        help="the same for Python (component) actors, whose interpreter takes "
+                        "~15 MiB before the first request (default: 128)")
+    limits.add_argument("--max-instances", type=int, default=2000, metavar="N",
+                        help="actor instances this host runs at most, all actors together; "
+                        "starts and scales past it are refused (default: 2000)")
     apps = p.add_argument_group("app reconciler (docs/apps.md)")
     apps.add_argument("--host-expiry", type=float, default=None, metavar="SECONDS",
                       help="a host silent this long is gone and its app work is placed "
@@ -73,6 +83,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                       "(default: 5)")
     apps.add_argument("--no-reconciler", action="store_true",
                       help="never act as the app reconciler (other hosts still can)")
+    apps.add_argument("--retry-backoff", type=float, default=1.0, metavar="SECONDS",
+                      help="wait before retrying a failed start, doubling per failure "
+                      "(default: 1)")
+    apps.add_argument("--retry-backoff-max", type=float, default=60.0, metavar="SECONDS",
+                      help="the longest wait between retries of a failed start (default: 60)")
     p.set_defaults(handler=run)
 
 
@@ -102,9 +117,20 @@ def host_config(args: argparse.Namespace) -> HostConfig:
                        "separated by commas")
     for option, value in (("--rpc-timeout", args.rpc_timeout), ("--heartbeat", args.heartbeat),
                           ("--host-expiry", args.host_expiry or 1),
-                          ("--reconcile-interval", args.reconcile_interval)):
+                          ("--reconcile-interval", args.reconcile_interval),
+                          ("--retry-backoff", args.retry_backoff),
+                          ("--retry-backoff-max", args.retry_backoff_max)):
         if value <= 0:
             raise CliError(f"{option} must be a positive number of seconds")
+    for option, count in (("--memory-limit", args.memory_limit),
+                          ("--component-memory-limit", args.component_memory_limit),
+                          ("--max-instances", args.max_instances)):
+        if count < 1:
+            raise CliError(f"{option} must be a whole number of at least 1")
+    from lattice.runtime import RuntimeConfig
+
+    runtime = RuntimeConfig(memory_limit=args.memory_limit << 20,
+                            component_memory_limit=args.component_memory_limit << 20)
     return HostConfig(nats=nats, lattice=args.lattice, host_seed=args.host_seed,
                       cluster_seed=args.cluster_seed, cluster_issuers=issuers,
                       labels=parse_pairs(args.label, "--label"),
@@ -112,7 +138,9 @@ def host_config(args: argparse.Namespace) -> HostConfig:
                       js_domain=args.js_domain or None, js_replicas=args.js_replicas,
                       heartbeat_interval=args.heartbeat, host_expiry=args.host_expiry,
                       reconcile_interval=args.reconcile_interval,
-                      reconciler=not args.no_reconciler)
+                      reconciler=not args.no_reconciler, runtime=runtime,
+                      max_instances=args.max_instances, retry_backoff=args.retry_backoff,
+                      retry_backoff_max=args.retry_backoff_max)
 
 
 _DOMAIN = re.compile(r"[A-Za-z0-9_-]+")

@@ -203,3 +203,15 @@ def test_claims_sign_refuses_a_zero_lifetime(capsys, tmp_path: Path):
     assert code != 0
     assert "would sign claims that have already expired" in err
     assert not out_file.exists()
+
+
+def test_host_limits_and_backoff_flags_reach_the_config():
+    args = build_parser().parse_args(["host", "--memory-limit", "16", "--component-memory-limit",
+                                      "200", "--max-instances", "10", "--retry-backoff", "0.5",
+                                      "--retry-backoff-max", "5"])
+    config = host_config(args)
+    assert config.runtime.memory_limit == 16 << 20
+    assert config.runtime.component_memory_limit == 200 << 20
+    assert (config.max_instances, config.retry_backoff, config.retry_backoff_max) == (10, 0.5, 5)
+    with pytest.raises(CliError, match="--max-instances must be a whole number of at least 1"):
+        host_config(build_parser().parse_args(["host", "--max-instances", "0"]))
