@@ -1226,6 +1226,8 @@ def decode(spec: Any, data: bytes | bytearray | memoryview, *, label: str | None
             raise _Fail("a msgpack str is not valid UTF-8") from None
         except (ValueError, msgpack.UnpackException) as exc:
             raise _Fail(f"invalid msgpack ({exc})") from None
+        except TypeError:  # a map key that is an array or a map (unhashable in Python)
+            raise _Fail("invalid msgpack (a map key is an array or a map)") from None
         return node.zero() if obj is None else node.dec(obj)
     except _Fail as e:
         raise _error(root, e, "decode") from None

@@ -183,7 +183,11 @@ def verify_module(wasm: bytes, *, now: float | None = None) -> ActorClaims:
     _check_signature(claims)
     _check_roles(claims)
     _check_times(claims, time.time() if now is None else now)
-    _check_hash(claims, module_hash(wasm))
+    try:  # the claims come first; what follows them may still be broken
+        actual = module_hash(wasm)
+    except WasmFormatError as exc:
+        raise ClaimsError("bad-wasm", str(exc)) from exc
+    _check_hash(claims, actual)
     return claims
 
 

@@ -73,7 +73,7 @@ def _json_object(segment: str, what: str) -> dict[str, Any]:
     raw = b64url_decode(segment, what)
     try:
         value = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # also: nested too deeply, 4300+ digit numbers
         raise JwtError(f"the token's {what} is not valid JSON") from exc
     if not isinstance(value, dict):
         raise JwtError(f"the token's {what} is not a JSON object")

@@ -161,6 +161,13 @@ class Manifest:
             doc = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ManifestError([f"the manifest is not valid YAML: {exc}"]) from None
+        except RecursionError:
+            raise ManifestError(["the manifest is not valid YAML: nested too deeply"]) from None
+        except ValueError as exc:  # a date that does not exist, a number of 4300+ digits
+            reason = "a number has too many digits" if "digits" in str(exc) else str(exc)
+            raise ManifestError([f"the manifest is not valid YAML: a value cannot be read "
+                                 f"({reason})"]) from None
+        _check_size(doc)
         return cls.from_dict(doc)
 
     @classmethod
@@ -194,6 +201,27 @@ class Manifest:
                 return os.path.normpath(os.path.join(os.fspath(base_dir), image))
             return image
         return self.map_images(resolve)
+
+
+MAX_VALUES = 100_000
+
+
+def _check_size(doc: Any) -> None:
+    """Refuse a document that holds more than MAX_VALUES values once its YAML aliases are
+    expanded (an alias "bomb" of nine nested lists of nine is 387 million, and every error
+    message or JSON dump of it would run for ever)."""
+    seen, stack = 0, [doc]
+    while stack:
+        value = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise ManifestError([f"the manifest holds more than {MAX_VALUES:,} values once "
+                                 "its YAML aliases (*name) are expanded: write it out plainly"])
+        if isinstance(value, Mapping):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
 
 
 def load_manifest(source: str | bytes | Mapping[str, Any]) -> Manifest:
@@ -397,6 +425,12 @@ class _Parser:
             else:
                 self.warnings.append(f"{where}: trait type {ttype!r} is not supported by "
                                      "Lattice: it is kept but has no effect")
+                try:  # kept, so it must survive the JSON the app store writes
+                    props = json.loads(json.dumps(props))
+                except (TypeError, ValueError, RecursionError):
+                    self.errors.append(f"{where}: trait {ttype!r} has properties that are not "
+                                       "JSON (e.g. a date or binary): quote them as strings")
+                    continue
                 trait = UnsupportedTrait(ttype, props)
             if trait is not None:
                 traits.append(trait)

@@ -76,7 +76,11 @@ def resolve_file_ref(ref: str, allow_file_load: bool) -> Path:
     if not allow_file_load:
         raise ActorCommandError(f"this host does not load from files ({ref}); start it with "
                                 "file loading allowed")
-    if not path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError as exc:  # e.g. a file name too long
+        raise ActorCommandError(f"cannot read {ref[:200]}: {exc.strerror}") from None
+    if not is_file:
         raise ActorCommandError(f"{path} does not exist on host (or is not a file)")
     return path
 

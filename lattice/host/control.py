@@ -129,6 +129,12 @@ class ControlServer:
             doc = json.loads(msg.data)
         except RecursionError:  # not a ValueError: without this, no reply at all
             raise ValueError("the request body is JSON nested too deeply") from None
+        except UnicodeDecodeError:
+            raise ValueError("the request body is not JSON: it is not UTF-8 text") from None
+        except ValueError as exc:  # JSONDecodeError, or a number of over 4300 digits
+            if isinstance(exc, json.JSONDecodeError):
+                raise
+            raise ValueError("the request body holds a number too long to read") from None
         if not isinstance(doc, dict):
             raise ValueError("expected a JSON object")
         return doc
@@ -202,7 +208,10 @@ class ControlServer:
             body = self._body(msg)
         except ValueError:
             return
-        constraints = {str(k): str(v) for k, v in (body.get("constraints") or {}).items()}
+        wanted = body.get("constraints") or {}
+        if not isinstance(wanted, dict):
+            return  # not an auction anyone can match: stay silent
+        constraints = {str(k): str(v) for k, v in wanted.items()}
         labels = self.host.labels
         if any(labels.get(k) != v for k, v in constraints.items()):
             return  # not a match: stay silent
@@ -228,13 +237,13 @@ class ControlServer:
         verb = msg.subject.rsplit(".", 1)[-1]
         try:
             body = self._body(msg)
-            key = str(body.get("key") or "")
+            key = _text(body, "key")
             if not key:
                 raise ValueError("key is required")
             if key.startswith("hostcore."):
                 raise ValueError(f"label {key} is built in and cannot be changed")
             if verb == "put":
-                self.host.labels[key] = str(body.get("value", ""))
+                self.host.labels[key] = _text(body, "value")
             elif verb == "del":
                 if self.host.labels.pop(key, None) is None:
                     raise ValueError(f"this host has no label {key}")

@@ -159,7 +159,10 @@ def _unpack(data: bytes, what: str) -> dict[str, Any]:
         raise EnvelopeError(f"cannot decode {what}: not msgpack ({exc})") from None
     if not isinstance(doc, dict):
         raise EnvelopeError(f"cannot decode {what}: expected a map, got {type(doc).__name__}")
-    return _deep(doc)  # keys become str; values stay raw until a field decoder reads them
+    try:
+        return _deep(doc)  # keys become str; values stay raw until a field decoder reads them
+    except RecursionError:  # msgpack nests up to 1024 maps; _deep recurses per level
+        raise EnvelopeError(f"cannot decode {what}: maps nested too deeply") from None
 
 
 def _key(value: Any) -> Any:

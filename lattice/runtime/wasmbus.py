@@ -262,6 +262,10 @@ class WasmbusInstance:
         except wasmtime.Trap as trap:
             raise GuestCallError(f"instantiating the actor trapped: {first_line(trap)}",
                                  "trap") from trap
+        except wasmtime.WasmtimeError as exc:  # e.g. its initial memory is over the limit
+            kind = "memory" if "memory" in str(exc).lower() else "trap"
+            raise GuestCallError(f"cannot instantiate the actor: {first_line(exc)}",
+                                 kind) from None
         exports = instance.exports(store)
         memory = exports.get("memory")
         guest_call = exports.get("__guest_call")
@@ -334,7 +338,7 @@ class WasmbusInstance:
                                  "timeout")
         if rc == 1:
             return state.response or b""
-        if state.error is not None:
+        if state.error and state.error.strip():  # an empty text gets the message below
             raise GuestCallError(state.error.decode(errors="replace"), "guest")
         raise GuestCallError(f"the actor returned {rc} from __guest_call for {operation} "
                              "without an error message", "guest")
