@@ -32,6 +32,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 import contracts
+from lattice import linksig
 from lattice.connect import DEFAULT_URL, NatsOptions, connect, settle
 from lattice.keys import KeyPair
 from lattice.links import LinkDefinition
@@ -121,6 +122,8 @@ class HostData:
     lattice_rpc_tls_ca: str | None = None
     lattice_rpc_tls_cert: str | None = None
     lattice_rpc_tls_key: str | None = None
+    # Lattice extra: refuse link messages not signed by one of cluster_issuers (lattice.linksig).
+    lattice_signed_links: bool = False
     js_domain: str | None = None         # OTP extra
     otel_config: dict[str, Any] | None = None  # Rust host ≥0.80
     extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, kept for round trips
@@ -130,7 +133,7 @@ class HostData:
               "env_values", "instance_id", "link_definitions", "cluster_issuers", "config_json",
               "default_rpc_timeout_ms", "structured_logging", "log_level", "lattice_rpc_tls",
               "js_domain", "otel_config", "lattice_rpc_tls_ca", "lattice_rpc_tls_cert",
-              "lattice_rpc_tls_key")
+              "lattice_rpc_tls_key", "lattice_signed_links")
 
     @property
     def test_mode(self) -> bool:
@@ -197,6 +200,7 @@ class HostData:
             lattice_rpc_tls_ca=_str(doc, "lattice_rpc_tls_ca") or None,
             lattice_rpc_tls_cert=_str(doc, "lattice_rpc_tls_cert") or None,
             lattice_rpc_tls_key=_str(doc, "lattice_rpc_tls_key") or None,
+            lattice_signed_links=doc.get("lattice_signed_links") is True,
             otel_config=otel if isinstance(otel, dict) else None,
             extra={k: v for k, v in doc.items() if k not in cls._KNOWN},
         )
@@ -225,7 +229,8 @@ class HostData:
                     "js_domain": self.js_domain, "otel_config": self.otel_config,
                     "lattice_rpc_tls_ca": self.lattice_rpc_tls_ca,
                     "lattice_rpc_tls_cert": self.lattice_rpc_tls_cert,
-                    "lattice_rpc_tls_key": self.lattice_rpc_tls_key}
+                    "lattice_rpc_tls_key": self.lattice_rpc_tls_key,
+                    "lattice_signed_links": self.lattice_signed_links or None}
         doc.update({k: v for k, v in optional.items() if v is not None})
         return doc
 
@@ -445,23 +450,25 @@ class ProviderBridge:
 
     # -- links --
 
-    async def _put_link(self, link: LinkDefinition) -> bool:
+    async def _put_link(self, link: LinkDefinition) -> tuple[bool, str]:
+        """Hand a link to the provider once: (accepted, why not)."""
         async with self._link_lock:  # serialise with deletes and with dispatch()'s catch-up
             if link.actor_id in self.links:
                 log.debug("ignoring duplicate link put", extra=self._fields(actor=link.actor_id))
-                return True
+                return True, ""
             try:
                 accepted = await _maybe_await(self.provider.put_link(link))
             except Exception as exc:
+                reason = str(exc) or type(exc).__name__
                 log.error("link refused by the provider", extra=self._fields(
-                    actor=link.actor_id, error=str(exc) or type(exc).__name__))
-                return False
+                    actor=link.actor_id, error=reason))
+                return False, reason
             if accepted is False:
                 log.warning("link refused by the provider", extra=self._fields(actor=link.actor_id))
-                return False
+                return False, "the provider refused the link"
             self.links[link.actor_id] = link
             log.info("actor linked", extra=self._fields(actor=link.actor_id))
-            return True
+            return True, ""
 
     async def _del_link(self, actor_id: str) -> None:
         async with self._link_lock:
@@ -489,12 +496,37 @@ class ProviderBridge:
                 subject_kind=what, error=str(exc)))
             return None
 
+    def _refused_link_message(self, msg: Msg, what: str) -> str | None:
+        """Why a link message must be ignored, or None (see lattice.linksig)."""
+        if not self.host_data.lattice_signed_links:
+            return None  # a wasmCloud host: plain messages, as the protocol has them
+        why = linksig.check(msg.headers, msg.subject, msg.data, self.host_data.cluster_issuers)
+        if why is not None:
+            log.warning("ignoring a link message that is not from a trusted host", extra=(
+                self._fields(subject_kind=what, error=why)))
+        return why
+
+    async def _answer_link(self, msg: Msg, accepted: bool, error: str) -> None:
+        # Lattice hosts send puts as requests to learn the outcome; wasmCloud hosts publish.
+        if msg.reply:
+            with contextlib.suppress(Exception):
+                await msg.respond(json.dumps({"accepted": accepted, "error": error}).encode())
+
     async def _on_link_put(self, msg: Msg) -> None:
+        refused = self._refused_link_message(msg, "linkdefs.put")
+        if refused is not None:
+            await self._answer_link(msg, False, f"link message ignored: {refused}")
+            return
         link = self._decode_link(msg.data, "linkdefs.put")
-        if link is not None:
-            await self._put_link(link)
+        if link is None:
+            await self._answer_link(msg, False, "the link definition cannot be decoded")
+            return
+        accepted, error = await self._put_link(link)
+        await self._answer_link(msg, accepted, error)
 
     async def _on_link_del(self, msg: Msg) -> None:
+        if self._refused_link_message(msg, "linkdefs.del") is not None:
+            return
         link = self._decode_link(msg.data, "linkdefs.del")
         if link is not None:
             await self._del_link(link.actor_id)
@@ -516,6 +548,10 @@ class ProviderBridge:
         doc: dict[str, Any] = {"healthy": healthy}
         if message:
             doc["message"] = message
+        if self.host_data.lattice_signed_links:
+            # For a Lattice host only: the actors linked here, so it can put back a link the
+            # provider lost and take away one the lattice no longer has.
+            doc["lattice_links"] = sorted(self.links)
         body = (json.dumps(doc).encode() if self.host_data.test_mode
                 else msgpack.packb(doc, use_bin_type=True))
         if msg.reply:
@@ -651,7 +687,8 @@ class ProviderBridge:
         """
         current = self.links.get(actor_key)
         if current is None and link is not None:
-            if not await self._put_link(link):
+            accepted, _ = await self._put_link(link)
+            if not accepted:
                 raise ProviderError(f"unlinked actor: '{actor_key}'")
             current = self.links.get(actor_key)
         return await self._call(actor_key, operation, payload, current)

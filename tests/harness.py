@@ -88,9 +88,11 @@ class Lattice:
         self.hosts: list[Host] = []
 
     async def host(self, **overrides: Any) -> Host:
-        config = HostConfig(nats=NatsOptions(url=self.server.url), cluster_seed=self.cluster.seed,
-                            provider_health_first=0.3, provider_health_interval=1.0,
-                            state_dir=self.tmp / f"host{len(self.hosts)}", **overrides)
+        settings: dict[str, Any] = {
+            "nats": NatsOptions(url=self.server.url), "cluster_seed": self.cluster.seed,
+            "provider_health_first": 0.3, "provider_health_interval": 1.0,
+            "state_dir": self.tmp / f"host{len(self.hosts)}"}
+        config = HostConfig(**{**settings, **overrides})
         host = Host(config)
         await host.start()
         self.hosts.append(host)

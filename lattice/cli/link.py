@@ -7,8 +7,11 @@ are looked up through the control interface); ``lattice get links`` lists the re
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 
 from lattice.cli._common import (
+    CliError,
     add_lattice_options,
     ctl_session,
     emit,
@@ -16,7 +19,9 @@ from lattice.cli._common import (
     resolve_claim,
     run_async,
 )
+from lattice.ctl import CtlClient, CtlError, CtlTimeout, Event
 from lattice.keys import KeyRole, is_public_key
+from lattice.links import link_id
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="settings the provider gets for this actor")
     put.add_argument("--link-name", default="default", metavar="NAME",
                      help="link name (default: default)")
+    put.add_argument("--wait", type=float, default=10.0, metavar="SECONDS",
+                     help="wait this long for the provider to accept or refuse the link, when "
+                     "a host runs it (default: 10; 0: only store the link)")
     add_lattice_options(put)
     put.set_defaults(handler=lambda a: run_async(_put(a)))
 
@@ -54,13 +62,54 @@ async def _put(args: argparse.Namespace) -> int:
         claims = [] if _both_keys(args.actor, args.provider) else await ctl.get_claims()
         actor = resolve_claim(claims, args.actor, "actor")
         provider = resolve_claim(claims, args.provider, "provider")
-        await ctl.put_link(actor, provider, args.contract, args.link_name, values)
-    emit({"accepted": True, "actor_id": actor, "provider_id": provider,
-          "contract_id": args.contract, "link_name": args.link_name, "values": values},
-         args.json,
-         f"Linked actor {actor} to provider {provider} for {args.contract} "
-         f"(link name {args.link_name})")
+        ident = link_id(actor, args.contract, args.link_name)
+        outcome: Event | None = None
+        async with ctl.events({"linkdef_set", "linkdef_set_failed"}) as stream:
+            runners = (asyncio.create_task(_hosts_running(ctl, provider, args.link_name))
+                       if args.wait > 0 else None)
+            await ctl.put_link(actor, provider, args.contract, args.link_name, values)
+            hosts = await runners if runners else []
+            if hosts:
+                def verdict(e: Event) -> bool:  # the provider's own word, from its host
+                    return (e.data.get("id") == ident and e.data.get("provider_id") == provider
+                            and (e.name == "linkdef_set_failed"
+                                 or e.data.get("provider_answered") is True))
+                with contextlib.suppress(CtlTimeout):
+                    outcome = await stream.wait_for(verdict, args.wait)
+    result = {"accepted": True, "actor_id": actor, "provider_id": provider,
+              "contract_id": args.contract, "link_name": args.link_name, "values": values}
+    text = (f"Linked actor {actor} to provider {provider} for {args.contract} "
+            f"(link name {args.link_name})")
+    if outcome is not None and outcome.name == "linkdef_set_failed":
+        error = str(outcome.data.get("error") or "no reason given")
+        raise CliError(f"the link is stored, but provider {provider} refused it: {error}. Fix "
+                       f"the values and put the link again, or remove it with `lattice link del "
+                       f"{actor} {args.contract} --link-name {args.link_name}`")
+    if outcome is not None:
+        result["provider_accepted"] = True
+        text += "; the provider accepted it"
+    elif hosts:
+        result["provider_accepted"] = None
+        text += f"; the provider did not answer within {args.wait:g} s"
+    elif args.wait > 0:
+        text += "; no host runs that provider yet (it gets the link when it starts)"
+    emit(result, args.json, text)
     return 0
+
+
+async def _hosts_running(ctl: CtlClient, provider: str, link_name: str) -> list[str]:
+    """Ids of the hosts whose inventory lists ``provider`` with ``link_name``."""
+    hosts = await ctl.ping_hosts(wait=1.0)
+
+    async def runs(host_id: str) -> bool:
+        try:
+            inv = await ctl.inventory(host_id)
+        except CtlError:
+            return False
+        return any(p.id == provider and p.link_name == link_name for p in inv.providers)
+
+    found = await asyncio.gather(*(runs(h.id) for h in hosts))
+    return [h.id for h, yes in zip(hosts, found, strict=True) if yes]
 
 
 async def _del(args: argparse.Namespace) -> int:

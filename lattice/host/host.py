@@ -28,7 +28,7 @@ from lattice.host.actors import ActorManager
 from lattice.host.config import HostConfig
 from lattice.host.control import ControlServer
 from lattice.host.events import EventPublisher
-from lattice.host.providers import ProviderStartError, ProviderSupervisor
+from lattice.host.providers import LinkAnswer, ProviderStartError, ProviderSupervisor
 from lattice.host.reconciler import Reconciler
 from lattice.host.store import LatticeStore
 from lattice.keys import KeyPair, KeyRole
@@ -74,6 +74,7 @@ def human_duration(seconds: float) -> str:
 class Host:
     def __init__(self, config: HostConfig | None = None) -> None:
         self.config = config = config or HostConfig()
+        self._link_tasks: set[asyncio.Task[None]] = set()  # waiting on providers' link answers
         self.lattice = subjects.check_lattice(config.lattice)
         self.host_key = (KeyPair.from_seed(config.host_seed, KeyRole.SERVER) if config.host_seed
                          else KeyPair.generate(KeyRole.SERVER))
@@ -158,6 +159,8 @@ class Host:
         await self.actors.unsubscribe_all()          # no new invocations...
         await self.actors.drain(self.config.shutdown_grace)  # ...and let in-flight ones finish
         await self.actors.stop_all()
+        for task in list(self._link_tasks):
+            task.cancel()
         await self.providers.stop_all()
         if self._heartbeat:
             self._heartbeat.cancel()
@@ -260,8 +263,26 @@ class Host:
     # ---- lattice store hooks ---------------------------------------------------------------------
 
     async def _link_put(self, link: LinkDefinition) -> None:
-        await self.events.publish("linkdef_set", link.to_wire())
-        await self.providers.link_put(link)
+        answer = await self.providers.link_put(link)
+        if answer is None:  # not a provider this host runs: its own host reports the outcome
+            await self.events.publish("linkdef_set", link.to_wire())
+            return
+        # Wait for the provider's verdict off the store watcher's path (a provider may connect
+        # to its backend first), so that a refusal reaches `lattice link put` as an event.
+        task = asyncio.create_task(self._link_outcome(link, answer))
+        self._link_tasks.add(task)
+        task.add_done_callback(self._link_tasks.discard)
+
+    async def _link_outcome(self, link: LinkDefinition, answer: LinkAnswer) -> None:
+        verdict = await answer.wait()
+        if verdict is None or verdict[0]:
+            # provider_answered: a Lattice extra telling waiters this is the provider's word
+            await self.events.publish("linkdef_set", {**link.to_wire(),
+                                                      "provider_answered": verdict is not None})
+            return
+        log.warning("a provider refused a link", extra={
+            "provider": link.provider_id, "actor": link.actor_id, "error": verdict[1]})
+        await self.events.publish("linkdef_set_failed", {**link.to_wire(), "error": verdict[1]})
 
     async def _link_del(self, link: LinkDefinition) -> None:
         await self.events.publish("linkdef_deleted", link.to_wire())

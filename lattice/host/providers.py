@@ -40,7 +40,7 @@ from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from lattice import par
+from lattice import linksig, par
 from lattice.artifacts import ArtifactError, fetch, is_remote_ref
 from lattice.connect import NatsConnectError, NatsOptions, read_creds
 from lattice.host.events import EventPublisher
@@ -209,6 +209,32 @@ def _host_log_level() -> str:
 # ---- the supervisor -----------------------------------------------------------------------------
 
 
+class LinkAnswer:
+    """A provider's answer to one link put, still to come: ``wait()`` gives ``(accepted,
+    error)``, or None when the provider did not answer (wasmCloud providers never do)."""
+
+    def __init__(self, sub: Any, timeout: float) -> None:
+        self._sub, self._timeout = sub, timeout
+
+    async def wait(self) -> tuple[bool, str] | None:
+        try:
+            msg = await self._sub.next_msg(timeout=self._timeout)
+        except (NatsTimeoutError, TimeoutError):
+            return None
+        except Exception:  # the connection closed under us: no answer
+            return None
+        finally:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+        try:
+            doc = json.loads(msg.data)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if not isinstance(doc, dict) or not isinstance(doc.get("accepted"), bool):
+            return None
+        return doc["accepted"], str(doc.get("error") or "")
+
+
 class ProviderSupervisor:
     """Starts, watches and stops the providers of one host."""
 
@@ -216,6 +242,9 @@ class ProviderSupervisor:
     backoff_start = 0.25
     backoff_max = 10.0
     backoff_reset = 30.0
+    # How long a provider may take to answer a link put before the host stops waiting (a
+    # provider may connect to its backend first; one that never answers is a wasmCloud one).
+    link_answer_timeout = 10.0
     # How long a new provider may take to answer its first health request.
     ready_timeout = 15.0
     # After the shutdown request, how long the process may take to exit by itself.
@@ -231,6 +260,7 @@ class ProviderSupervisor:
         self.lattice = lattice
         self.host_id = host_id
         self.cluster_seed = cluster_seed
+        self._cluster_key = KeyPair.from_seed(cluster_seed, KeyRole.CLUSTER)  # signs link traffic
         self.cluster_issuers = list(cluster_issuers)
         self.nats = nats
         self.events = events
@@ -258,20 +288,58 @@ class ProviderSupervisor:
 
     # ---- links ----------------------------------------------------------------------------------
 
-    async def link_put(self, link: LinkDefinition) -> None:
-        await self._publish_link(subjects.provider_linkdefs_put(
-            self.lattice, link.provider_id, link.link_name), link)
+    async def link_put(self, link: LinkDefinition) -> LinkAnswer | None:
+        """Send the link to its provider. For a provider this host runs, the message goes out
+        as a request and the result says how to wait for its answer; else None.
+
+        The message is sent before this returns, so puts and deletes keep their order."""
+        subject = subjects.provider_linkdefs_put(self.lattice, link.provider_id, link.link_name)
+        inst = self._instances.get((link.provider_id, link.link_name))
+        if inst is None or inst.stopping:
+            await self._publish_link(subject, link)
+            return None
+        inbox = self.nc.new_inbox()
+        try:
+            sub = await self.nc.subscribe(inbox, max_msgs=1)
+        except Exception as exc:
+            log.warning("could not forward a link to its provider", extra={
+                "subject": subject, "actor": link.actor_id, "error": str(exc)})
+            return None
+        await self._publish_link(subject, link, reply=inbox)
+        return LinkAnswer(sub, self.link_answer_timeout)
 
     async def link_del(self, link: LinkDefinition) -> None:
         await self._publish_link(subjects.provider_linkdefs_del(
             self.lattice, link.provider_id, link.link_name), link)
 
-    async def _publish_link(self, subject: str, link: LinkDefinition) -> None:
+    async def _publish_link(self, subject: str, link: LinkDefinition, reply: str = "") -> None:
+        payload = msgpack.packb(link.to_wire(), use_bin_type=True)
         try:
-            await self.nc.publish(subject, msgpack.packb(link.to_wire(), use_bin_type=True))
+            await self.nc.publish(subject, payload, reply=reply,
+                                  headers=linksig.sign(self._cluster_key, subject, payload))
         except Exception as exc:
             log.warning("could not forward a link to its provider", extra={
                 "subject": subject, "actor": link.actor_id, "error": str(exc)})
+
+    async def _reconcile_links(self, inst: _Instance, reported: object) -> None:
+        """Compare the actors a provider says it has linked (its health answer) with the
+        lattice's links for it: put back what it lost, take away what the lattice dropped."""
+        if not isinstance(reported, list) or inst.stopping:
+            return  # not a Lattice provider: nothing to compare
+        has = {str(a) for a in reported}
+        want = {link.actor_id: link
+                for link in self.links_for(inst.info.public_key, inst.info.link_name)}
+        missing = [link for actor, link in want.items() if actor not in has]
+        extra = sorted(has - set(want))
+        if not missing and not extra:
+            return
+        log.warning("provider links drifted from the lattice's; resyncing", extra=self._fields(
+            inst, missing=[link.actor_id for link in missing], extra_links=extra))
+        for link in missing:
+            await self.link_put(link)
+        for actor in extra:
+            await self.link_del(LinkDefinition(actor, inst.info.public_key,
+                                               inst.info.contract_id, inst.info.link_name))
 
     # ---- start ----------------------------------------------------------------------------------
 
@@ -460,6 +528,7 @@ class ProviderSupervisor:
             invocation_seed=self.cluster_seed, env_values={}, instance_id=str(uuid.uuid4()),
             link_definitions=list(self.links_for(inst.info.public_key, inst.info.link_name)),
             cluster_issuers=list(self.cluster_issuers), config_json=inst.config_json,
+            lattice_signed_links=True,
             default_rpc_timeout_ms=int(self.rpc_timeout * 1000), structured_logging=True,
             log_level=_host_log_level(), js_domain=self.js_domain,
             lattice_rpc_tls_ca=_absolute(self.nats.tls_ca),
@@ -653,6 +722,8 @@ class ProviderSupervisor:
             healthy = bool(doc.get("healthy")) if isinstance(doc, dict) else False
             if isinstance(doc, dict) and doc.get("message"):
                 message = str(doc["message"])
+            if healthy and isinstance(doc, dict):
+                await self._reconcile_links(inst, doc.get("lattice_links"))
         except (NoRespondersError, NatsTimeoutError, TimeoutError):
             healthy, message = False, "no answer to the health check"
         except Exception as exc:  # undecodable answer, NATS trouble: unhealthy (Rust host)

@@ -167,7 +167,12 @@ class LatticeStore:
         self._by_id[link.id] = link
         self.links.put(link)
         if old == link:
-            return  # a rewrite of the same link (e.g. every host re-put it): nothing changed
+            # The same link written again: nothing changed here, but deliver it again, so a
+            # provider that lost it (a stray delete, a restart) gets it back; providers ignore
+            # a put for an actor they have.
+            if self._on_link_put:
+                await self._on_link_put(link)
+            return
         if old is not None and self._on_link_del:
             # Providers ignore a put for an actor they already have (wasmbus-rpc), so a changed
             # link is delivered as del + put; a new provider is told, the old one lets go.

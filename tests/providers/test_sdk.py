@@ -192,10 +192,10 @@ async def test_process_provider_serves_signed_calls_and_refuses_forgeries(
     resp = await raw_call(lat, signed(lat, actor, "KeyValue.Get", b"\x01"))
     assert resp.error is not None and resp.error.startswith("deserialization: ")
 
-    # Health: msgpack HealthCheckResponse.
+    # Health: msgpack HealthCheckResponse, plus (started by a Lattice host) the linked actors.
     msg = await lat.nc.request(subjects.provider_health(lat.name, KVMEM, "default"), b"\x80",
                                timeout=2)
-    assert msgpack.unpackb(msg.data) == {"healthy": True}
+    assert msgpack.unpackb(msg.data) == {"healthy": True, "lattice_links": [actor]}
 
 
 async def served(lat: Lattice, actor: str) -> bool:
