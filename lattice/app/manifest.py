@@ -116,6 +116,7 @@ class Component:
     link_name: str = DEFAULT_LINK_NAME  # capabilities only
     config: dict[str, Any] | str | None = None  # capabilities only; handed to the provider
     embedded: bool = False  # Lattice extension, capabilities only
+    memory_limit_mib: int | None = None  # Lattice extension, actors only: memory per instance
     traits: tuple[Trait, ...] = ()
 
     @property
@@ -132,6 +133,8 @@ class Component:
 
     def to_dict(self) -> dict[str, Any]:
         props: dict[str, Any] = {"image": self.image}
+        if self.memory_limit_mib is not None:
+            props["memory_limit_mib"] = self.memory_limit_mib
         if not self.is_actor:
             props.update(contract=self.contract, link_name=self.link_name)
             if self.config is not None:
@@ -352,11 +355,17 @@ class _Parser:
                                "reference, a file:// URL or a path"
                                + ("" if kind == ACTOR else ", or a built-in provider name"))
             image = ""
-        allowed = {"image"} if kind == ACTOR else _CAPABILITY_PROPS
+        allowed = {"image", "memory_limit_mib"} if kind == ACTOR else _CAPABILITY_PROPS
         for key in props:
             if key not in allowed:
                 self.warnings.append(f"{where}: property {key!r} is ignored for a {kind}")
-        comp = Component(name=name, type=kind, image=image,
+        memory = props.get("memory_limit_mib") if kind == ACTOR else None
+        if memory is not None and (isinstance(memory, bool) or not isinstance(memory, int)
+                                   or memory < 1):
+            self.errors.append(f"{where}: properties.memory_limit_mib must be a whole number of "
+                               f"MiB, at least 1 (e.g. 256), got {memory!r:.40}")
+            memory = None
+        comp = Component(name=name, type=kind, image=image, memory_limit_mib=memory,
                          traits=self._traits(where, kind, raw.get("traits")))
         if kind == CAPABILITY:
             comp = self._capability(where, comp, props)

@@ -116,6 +116,7 @@ class StartActor:
     image: str
     count: int
     annotations: dict[str, str] = field(default_factory=dict)
+    memory_limit_mib: int | None = None  # the component's own cap, if the manifest sets one
 
 
 @dataclass(frozen=True)
@@ -441,7 +442,8 @@ def scale_actor(app: str, component: Component, trait: Scaler, scaler_id: str,
             outdated += totals[(host, actor_id)] - stopped[(host, actor_id)]
     for (host, spread), n in sorted(starts.items()):
         commands.append(StartActor(host, image, n,
-                                   dict(own, **({SPREAD_KEY: spread} if spread else {}))))
+                                   dict(own, **({SPREAD_KEY: spread} if spread else {})),
+                                   component.memory_limit_mib))
     commands.extend(stops)
     if outdated:
         problems.append(f"{outdated} updating to {image}")

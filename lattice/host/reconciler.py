@@ -428,7 +428,8 @@ class Reconciler:
     async def _send(self, cmd: Any) -> None:
         ctl = self.ctl
         if isinstance(cmd, StartActor):
-            await ctl.start_actor(cmd.host_id, cmd.image, cmd.count, cmd.annotations)
+            await ctl.start_actor(cmd.host_id, cmd.image, cmd.count, cmd.annotations,
+                                  memory_limit_mib=cmd.memory_limit_mib)
         elif isinstance(cmd, StopActor):
             await ctl.stop_actor(cmd.host_id, cmd.actor_id, cmd.count, cmd.annotations)
         elif isinstance(cmd, UpdateActor):
