@@ -200,7 +200,8 @@ class ComponentInstance:
                 f"{operation}: the actor ran out of memory (the limit is "
                 f"{self._limits.memory_limit >> 20} MiB per instance). Raise it with `lattice "
                 "host --component-memory-limit MIB`, per actor with `lattice start actor "
-                "--memory-limit MIB`, or send it smaller payloads", "memory")
+                "--memory-limit MIB` or an app manifest's `memory_limit_mib`, or send it "
+                "smaller payloads", "memory")
         if "unexpected exception" in stderr:
             raised = _raised(stderr)
             return GuestCallError(

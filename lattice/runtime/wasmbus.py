@@ -362,7 +362,8 @@ class WasmbusInstance:
                 f"{operation}: the actor ran out of memory ({used >> 20} MiB in use of its "
                 f"{limit >> 20} MiB limit per instance; trap: {first_line(trap)}). Raise the "
                 f"limit with `lattice host --memory-limit MIB`, per actor with `lattice start "
-                f"actor --memory-limit MIB`, or send it smaller payloads", "memory")
+                f"actor --memory-limit MIB` or an app manifest's `memory_limit_mib`, or send it "
+                f"smaller payloads", "memory")
         return GuestCallError(f"{operation} trapped: {first_line(trap)}", "trap")
 
     def _run_start_functions(self, exports: Any,
