@@ -67,7 +67,14 @@ async def _put(args: argparse.Namespace) -> int:
         async with ctl.events({"linkdef_set", "linkdef_set_failed"}) as stream:
             runners = (asyncio.create_task(_hosts_running(ctl, provider, args.link_name))
                        if args.wait > 0 else None)
-            await ctl.put_link(actor, provider, args.contract, args.link_name, values)
+            try:
+                await ctl.put_link(actor, provider, args.contract, args.link_name, values)
+            except BaseException:
+                if runners is not None:  # refused: nobody will look at the answer
+                    runners.cancel()
+                    with contextlib.suppress(BaseException):
+                        await runners
+                raise
             hosts = await runners if runners else []
             if hosts:
                 def verdict(e: Event) -> bool:  # the provider's own word, from its host
