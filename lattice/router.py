@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from lattice import builtins
 from lattice.links import LinkDefinition, LinkTable
@@ -47,6 +47,10 @@ class Router:
         self.enforce_builtin_caps = enforce_builtin_caps
         self.providers = providers
         self.remote_actors = remote_actors
+        # The host's policy service client (lattice/host/policy.py), asked before an actor's
+        # call to a provider or to another actor on this host; its denial is a HostCallError.
+        # None: no policy.
+        self.policy: Any = None
         self._local: dict[str, Actor] = {}
         self._aliases: dict[str, str] = {}  # call alias -> actor key (lattice-wide in a host)
 
@@ -131,12 +135,17 @@ class Router:
             raise HostCallError(
                 f"a link to provider {link.provider_id} exists for {link.contract_id} "
                 f"(link name {link.link_name}) but this host cannot reach providers")
+        if self.policy is not None:
+            await self.policy.check_outbound(actor, link.provider_id, link.contract_id,
+                                             link.link_name)
         return await self.providers(actor, link, operation, payload)
 
     async def _call_actor(self, origin: Actor, target: str, operation: str,
                           payload: bytes) -> bytes:
         local = self._local.get(target)
         if local is not None:  # short-circuit: no NATS hop for an actor running here
+            if self.policy is not None:  # (remote targets: their host checks the invocation)
+                await self.policy.check_outbound(origin, target, target=local)
             try:
                 return await local.call(operation, payload)
             except GuestCallError as exc:

@@ -88,6 +88,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                       "(default: 1)")
     apps.add_argument("--retry-backoff-max", type=float, default=60.0, metavar="SECONDS",
                       help="the longest wait between retries of a failed start (default: 60)")
+    policy = p.add_argument_group("policy service (docs/operations.md)")
+    policy.add_argument("--policy-topic", default=None, metavar="SUBJECT",
+                        help="ask the policy service on this NATS subject before starting an "
+                        "actor or provider and before the first invocation between two "
+                        "entities (default: no policy service)")
+    policy.add_argument("--policy-changes-topic", default=None, metavar="SUBJECT",
+                        help="a message here drops (or overrides) cached policy decisions")
+    policy.add_argument("--policy-timeout", type=float, default=1.0, metavar="SECONDS",
+                        help="how long to wait for a decision (default: 1)")
+    policy.add_argument("--policy-fail-open", action="store_true",
+                        help="permit when the policy service does not answer (default: deny)")
+    policy.add_argument("--policy-cache-ttl", type=float, default=None, metavar="SECONDS",
+                        help="how long a decision counts when the service sets no expiry "
+                        "(default: until revoked on --policy-changes-topic)")
     p.set_defaults(handler=run)
 
 
@@ -127,6 +141,7 @@ def host_config(args: argparse.Namespace) -> HostConfig:
                           ("--max-instances", args.max_instances)):
         if count < 1:
             raise CliError(f"{option} must be a whole number of at least 1")
+    check_policy_options(args)
     from lattice.runtime import RuntimeConfig
 
     runtime = RuntimeConfig(memory_limit=args.memory_limit << 20,
@@ -140,7 +155,32 @@ def host_config(args: argparse.Namespace) -> HostConfig:
                       reconcile_interval=args.reconcile_interval,
                       reconciler=not args.no_reconciler, runtime=runtime,
                       max_instances=args.max_instances, retry_backoff=args.retry_backoff,
-                      retry_backoff_max=args.retry_backoff_max)
+                      retry_backoff_max=args.retry_backoff_max,
+                      policy_topic=args.policy_topic or None,
+                      policy_changes_topic=args.policy_changes_topic or None,
+                      policy_timeout=args.policy_timeout, policy_fail_open=args.policy_fail_open,
+                      policy_cache_ttl=args.policy_cache_ttl)
+
+
+_SUBJECT = re.compile(r"[^\s.*>]+(\.[^\s.*>]+)*")
+_FILTER = re.compile(r"([^\s.*>]+|\*)(\.([^\s.*>]+|\*))*(\.>)?|>")
+
+
+def check_policy_options(args: argparse.Namespace) -> None:
+    topic, changes = args.policy_topic, args.policy_changes_topic
+    if topic is not None and not _SUBJECT.fullmatch(topic):
+        raise CliError(f"--policy-topic {topic!r} is not a NATS subject to send requests to: "
+                       "dot-separated tokens without spaces or wildcards (e.g. wasmcloud.policy)")
+    if changes is not None and not _FILTER.fullmatch(changes):
+        raise CliError(f"--policy-changes-topic {changes!r} is not a NATS subject (tokens "
+                       "separated by dots, no spaces; * and a final > are allowed)")
+    if not topic and (changes or args.policy_fail_open or args.policy_cache_ttl is not None):
+        raise CliError("--policy-changes-topic, --policy-fail-open and --policy-cache-ttl need "
+                       "--policy-topic (the policy service to ask)")
+    if args.policy_timeout <= 0:
+        raise CliError("--policy-timeout must be a positive number of seconds")
+    if args.policy_cache_ttl is not None and args.policy_cache_ttl < 0:
+        raise CliError("--policy-cache-ttl must be a number of seconds ≥ 0")
 
 
 _DOMAIN = re.compile(r"[A-Za-z0-9_-]+")

@@ -166,6 +166,7 @@ class ActorManager:
                     raise ActorCommandError(
                         f"actor {peek} already runs on this host from {running.image_ref}; to "
                         f"change its module use `lattice update actor {peek} {ref}`")
+                await self._check_policy(running.actor)
                 self._add_instances(running, count, annotations)
                 await self._started_events(running, running.instances[-count:], annotations)
                 return running
@@ -179,6 +180,11 @@ class ActorManager:
             if actor.key in self.actors:  # unsigned modules only get their key at load
                 await self.host.runtime.unload(actor)
                 raise ActorCommandError(f"actor {actor.key} already runs on this host")
+            try:
+                await self._check_policy(actor)
+            except ActorCommandError:
+                await self.host.runtime.unload(actor)
+                raise
             running = RunningActor(actor, ref, memory_limit_mib=memory_limit_mib)
             self._add_instances(running, count, annotations, resize=False)
             subject = subjects.actor(self.host.lattice, actor.key)
@@ -195,6 +201,17 @@ class ActorManager:
         log.info("actor started", extra={"actor": actor.key, "actor_name": actor.name,
                                          "count": count, "ref": ref})
         return running
+
+    async def _check_policy(self, actor: Actor) -> None:
+        """Ask the policy service (when the host has one) whether ``actor`` may start here."""
+        if self.host.policy is None:
+            return
+        from lattice.host.policy import PolicyDenied
+
+        try:
+            await self.host.policy.check_start_actor(actor)
+        except PolicyDenied as exc:
+            raise ActorCommandError(str(exc)) from None
 
     def _add_instances(self, running: RunningActor, count: int, annotations: dict[str, str],
                        resize: bool = True) -> None:
@@ -266,6 +283,7 @@ class ActorManager:
         self.check_capacity(key, count, replace=True)
         diff = count - len(running.instances)
         if diff > 0:
+            await self._check_policy(running.actor)
             async with self._lock:
                 self._add_instances(running, diff, dict(annotations or {}))
             await self._started_events(running, running.instances[-diff:], annotations or {})
@@ -383,6 +401,8 @@ class ActorManager:
             if origin_contract and not running.actor.has_capability(origin_contract):
                 raise Rejected(f"Invocation source does not have the required capability claim "
                                f"{origin_contract}")
+            if host.policy is not None:  # raises a Rejected with the service's message
+                await host.policy.check_inbound(inv.origin, running.actor)
             result = await running.actor.call(inv.operation, inv.msg)
         except Rejected as exc:
             error = str(exc)

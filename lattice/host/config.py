@@ -44,6 +44,13 @@ class HostConfig:
     leader_probe_interval: float = 0.5      # followers check the leader is there this often
     retry_backoff: float = 1.0              # a failed start is retried after this, doubling...
     retry_backoff_max: float = 60.0         # ...up to this many seconds (reset by a success)
+    # Policy service (lattice/host/policy.py, docs/operations.md): asked before actor and
+    # provider starts and the first invocation between two entities. None: no policy checks.
+    policy_topic: str | None = None
+    policy_changes_topic: str | None = None  # revocations/overrides of cached decisions
+    policy_timeout: float = 1.0             # seconds to wait for a decision (wasmCloud: 1 s)
+    policy_fail_open: bool = False          # permit, instead of deny, when it does not answer
+    policy_cache_ttl: float | None = None   # seconds a decision counts; None: until revoked
 
     def __post_init__(self) -> None:
         if self.host_expiry is None:

@@ -28,6 +28,7 @@ from lattice.host.actors import ActorManager
 from lattice.host.config import HostConfig
 from lattice.host.control import ControlServer
 from lattice.host.events import EventPublisher
+from lattice.host.policy import PolicyManager, start_policy
 from lattice.host.providers import LinkAnswer, ProviderStartError, ProviderSupervisor
 from lattice.host.reconciler import Reconciler
 from lattice.host.store import LatticeStore
@@ -94,6 +95,7 @@ class Host:
         self._stopped = asyncio.Event()
         self._heartbeat: asyncio.Task[None] | None = None
         self.reconciler: Reconciler | None = None
+        self.policy: PolicyManager | None = None  # with a policy topic (lattice/host/policy.py)
         self._signals: list[int] = []
         self.running = False
 
@@ -122,6 +124,8 @@ class Host:
             state_dir=cfg.state_dir or state_dir(),
             health_interval=cfg.provider_health_interval,
             health_first=cfg.provider_health_first, local_actor=self.router.local_actor)
+        if cfg.policy_topic:
+            self.policy = await start_policy(self)
         self.actors = ActorManager(self)
         self.control = ControlServer(self)
         await self.store.open()
@@ -166,6 +170,8 @@ class Host:
             self._heartbeat.cancel()
         await self.events.publish("host_stopped", {"labels": self.labels,
                                                    "host_id": self.host_id})
+        if self.policy is not None:
+            await self.policy.stop()
         await self.store.close()
         for nc in (self.rpc_nc, self.ctl_nc):
             with contextlib.suppress(Exception):

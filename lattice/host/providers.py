@@ -249,6 +249,9 @@ class ProviderSupervisor:
     ready_timeout = 15.0
     # After the shutdown request, how long the process may take to exit by itself.
     exit_grace = 2.0
+    # Asked before a provider starts (the policy service, lattice/host/policy.py); raises
+    # ProviderStartError to refuse. None: no check.
+    policy_check: Callable[[ProviderInfo], Any] | None = None
 
     def __init__(self, *, nc: Client, lattice: str, host_id: str, cluster_seed: str,
                  cluster_issuers: list[str], nats: NatsOptions, events: EventPublisher,
@@ -383,6 +386,8 @@ class ProviderSupervisor:
                 resolved=resolved, config_json=config_json)
             self._instances[key] = inst  # reserved now: a concurrent second start is refused
             try:
+                if self.policy_check is not None:
+                    await self.policy_check(inst.info)
                 if embedded:
                     await self._start_embedded(inst)
                 else:
