@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -103,6 +105,16 @@ class Lattice:
         self.rpc = RpcClient(self.nc, "default", self.cluster,
                              KeyPair.generate(KeyRole.SERVER).public_key, timeout=10.0)
         self.me = Entity.actor(KeyPair.generate(KeyRole.MODULE).public_key)
+
+    async def cli(self, *args: str, timeout: float = 120) -> tuple[int, str, str]:
+        """``lattice ARGS… --nats-url`` this lattice's server, in a subprocess as a user runs
+        it: (exit code, stdout, stderr)."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "lattice", *args, "--nats-url", self.server.url,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
 
     async def ctl(self, *parts: str, body: dict | None = None) -> dict:
         reply = await self.nc.request("wasmbus.ctl.default." + ".".join(parts),

@@ -9,10 +9,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import subprocess
-import sys
 
 import msgpack
 
@@ -23,15 +20,6 @@ from lattice.rpc import subjects
 from tests.harness import Lattice, until
 
 HTTP, KV = "wasmcloud:httpserver", "wasmcloud:keyvalue"
-
-
-async def _cli(lattice: Lattice, *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "lattice", *args, "--nats-url", lattice.server.url,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def _increment(lattice: Lattice, fwd: str) -> int:
@@ -47,12 +35,12 @@ async def test_a_provider_refusal_reaches_the_cli(lattice: Lattice) -> None:
     host = await lattice.host()
     server = await lattice.start_provider(host, "httpserver")
     echo = await lattice.start_actor(host, lattice.module("echo", caps=[HTTP]))
-    code, out, err = await _cli(lattice, "link", "put", echo, server, HTTP, "address=127.0.0.1")
+    code, out, err = await lattice.cli("link", "put", echo, server, HTTP, "address=127.0.0.1")
     assert code != 0, out
     assert f"the link is stored, but provider {server} refused it:" in err, err
     assert "Linked" not in out and "Traceback" not in err
     port = free_port()
-    code, out, err = await _cli(lattice, "link", "put", echo, server, HTTP,
+    code, out, err = await lattice.cli("link", "put", echo, server, HTTP,
                                 f"address=127.0.0.1:{port}")
     assert code == 0, err
     assert "the provider accepted it" in out, out
@@ -64,7 +52,7 @@ async def test_a_link_to_a_provider_nobody_runs_says_so(lattice: Lattice) -> Non
     host = await lattice.host()
     echo = await lattice.start_actor(host, lattice.module("echo", caps=[HTTP]))
     provider = KeyPair.generate(KeyRole.SERVICE).public_key
-    code, out, err = await _cli(lattice, "link", "put", echo, provider, HTTP, "port=1")
+    code, out, err = await lattice.cli("link", "put", echo, provider, HTTP, "port=1")
     assert code == 0, err
     assert "no host runs that provider yet" in out, out
 

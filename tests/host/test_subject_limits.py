@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 
 from lattice.keys import KeyPair, KeyRole
 from lattice.links import LinkDefinition
@@ -26,15 +24,6 @@ LONG = "n" * 4100
 async def _echo_answers(lattice: Lattice, echo: str) -> None:
     out = await lattice.call(echo, "HttpServer.HandleRequest", REQUEST)
     assert out, "echo gave an empty answer"
-
-
-async def _cli(lattice: Lattice, *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "lattice", *args, "--nats-url", lattice.server.url,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_a_ctl_link_put_with_an_oversized_provider_id_is_refused(lattice: Lattice) -> None:
@@ -56,7 +45,7 @@ async def test_the_cli_refuses_an_oversized_link_name_and_says_why(lattice: Latt
     host = await lattice.host()
     echo = await lattice.start_actor(host, lattice.module("echo", caps=[HTTP]))
     provider = KeyPair.generate(KeyRole.SERVICE).public_key
-    code, out, err = await _cli(lattice, "link", "put", echo, provider, HTTP,
+    code, out, err = await lattice.cli("link", "put", echo, provider, HTTP,
                                 "--link-name", LONG)
     assert code != 0
     assert "Linked" not in out
@@ -85,7 +74,7 @@ async def test_a_stored_undeliverable_link_is_ignored_and_can_be_deleted(
     await _echo_answers(lattice, echo2)
     assert not second.rpc_nc.is_closed and not host.rpc_nc.is_closed
     # `lattice link del` removes the stored entry although no host took it in
-    code, out, err = await _cli(lattice, "link", "del", echo, HTTP, "--link-name", LONG)
+    code, out, err = await lattice.cli("link", "del", echo, HTTP, "--link-name", LONG)
     assert code == 0, err
     assert "Removed the link" in out
     keys = await kv.keys() if await _has_keys(kv) else []
