@@ -19,6 +19,7 @@ import secrets
 import signal
 import threading
 import time
+from collections.abc import Awaitable
 from dataclasses import replace
 from typing import Any
 
@@ -91,6 +92,9 @@ class Host:
         self.router = Router(self.lattice, None, enforce_builtin_caps=config.enforce_builtin_caps,
                              providers=self._call_provider, remote_actors=self._call_actor)
         self.started_at = time.time()
+        # Calls waiting for a provider's answer, by (provider key, link name): the task making
+        # each, and why it was failed (None while it still waits). See _provider_exited.
+        self._provider_calls: dict[tuple[str, str], dict[asyncio.Task[Any], str | None]] = {}
         self._stop_requested = asyncio.Event()
         self._stopped = asyncio.Event()
         self._heartbeat: asyncio.Task[None] | None = None
@@ -123,7 +127,8 @@ class Host:
             rpc_timeout=cfg.rpc_timeout, js_domain=cfg.js_domain,
             state_dir=cfg.state_dir or state_dir(),
             health_interval=cfg.provider_health_interval,
-            health_first=cfg.provider_health_first, local_actor=self.router.local_actor)
+            health_first=cfg.provider_health_first, local_actor=self.router.local_actor,
+            on_exit=self._provider_exited)
         if cfg.policy_topic:
             self.policy = await start_policy(self)
         self.actors = ActorManager(self)
@@ -243,8 +248,10 @@ class Host:
         delay = 0.02
         while True:
             try:
-                return await self.rpc.invoke(Entity.actor(actor.key), target, operation,
-                                             payload, timeout=timeout, label=label)
+                return await self._awaiting_provider(
+                    (link.provider_id, link.link_name),
+                    self.rpc.invoke(Entity.actor(actor.key), target, operation, payload,
+                                    timeout=timeout, label=label))
             except RpcError as exc:
                 lagging = exc.kind == "remote" and str(exc).startswith("unlinked actor")
                 if not lagging or time.monotonic() + delay > budget:
@@ -256,6 +263,41 @@ class Host:
                 return await self._call_provider(actor, current, operation, payload)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
+
+    async def _awaiting_provider(self, key: tuple[str, str], call: Awaitable[bytes]) -> bytes:
+        """Await a provider call, failed at once if the provider's process exits meanwhile."""
+        task = asyncio.current_task()
+        assert task is not None
+        calls = self._provider_calls.setdefault(key, {})
+        calls[task] = None
+        try:
+            return await call
+        except asyncio.CancelledError:
+            why = calls.get(task)
+            # Only our own cancellation becomes this error; any other (the host stopping, the
+            # guest's deadline) still cancels the task.
+            if why is None or task.uncancel() > 0:
+                raise
+            raise HostCallError(why) from None
+        finally:
+            calls.pop(task, None)
+            if not calls and self._provider_calls.get(key) is calls:
+                del self._provider_calls[key]
+
+    def _provider_exited(self, provider_key: str, link_name: str, why: str) -> None:
+        """The supervisor saw a provider process exit: the calls this host still waits for it
+        to answer never will be (it may have done the work or not), so fail them now with
+        ``why`` rather than at their RPC timeout. New calls meet no responders until it is back.
+        """
+        calls = self._provider_calls.get((provider_key, link_name), {})
+        for task, already in list(calls.items()):
+            if already is None and not task.done():
+                calls[task] = why
+                task.cancel(why)
+        if calls:
+            log.warning("failed the calls in flight to an exited provider", extra={
+                "provider_key": provider_key, "link_name": link_name, "calls": len(calls),
+                "reason": why})
 
     async def _call_actor(self, origin: Actor, target: str, operation: str,
                           payload: bytes) -> bytes:

@@ -258,7 +258,8 @@ class ProviderSupervisor:
                  links_for: Callable[[str, str], list[LinkDefinition]], rpc_timeout: float = 2.0,
                  js_domain: str | None = None, state_dir: Path,
                  health_first: float = 1.0, health_interval: float = 30.0,
-                 local_actor: Callable[[str], Any] | None = None) -> None:
+                 local_actor: Callable[[str], Any] | None = None,
+                 on_exit: Callable[[str, str, str], None] | None = None) -> None:
         self.nc = nc
         self.lattice = lattice
         self.host_id = host_id
@@ -269,6 +270,9 @@ class ProviderSupervisor:
         self.events = events
         self.links_for = links_for
         self.local_actor = local_actor  # embedded providers call actors on this host directly
+        # Called (provider key, link name, why) the moment a provider process is gone, so the
+        # host can fail the calls still waiting for it at once instead of at their RPC timeout.
+        self.on_exit = on_exit
         self.rpc_timeout = rpc_timeout
         self.js_domain = js_domain if js_domain is not None else nats.js_domain
         self.state_dir = Path(state_dir)
@@ -760,8 +764,10 @@ class ProviderSupervisor:
             code = await proc.wait()
             if inst.stopping:
                 return
-            await self._drain_output(inst)
             reason = _exit_reason(code)
+            self._exited(inst, f"exited ({reason}) while handling this call; " + (
+                "it is being restarted" if code != 0 else "it is not restarted (a clean exit)"))
+            await self._drain_output(inst)
             self._cancel(inst.health_task)
             if code == 0:
                 # A clean exit we did not ask for (e.g. a lattice-wide shutdown request):
@@ -791,11 +797,25 @@ class ProviderSupervisor:
                         inst, error=exc.message, restart_in=backoff))
                     await self._kill(inst)
                     inst.info.pid = None  # that process is gone: its pid may be reused
+                    self._exited(inst, "failed to restart while handling this call; it is "
+                                 f"tried again in {backoff:g} s")
             inst.info.restarts += 1
             inst.info.state = RUNNING
             await self._resync_links(inst)
             await self._publish_started(inst)
             inst.health_task = asyncio.create_task(self._health_loop(inst))
+
+    def _exited(self, inst: _Instance, what: str) -> None:
+        if self.on_exit is None:
+            return
+        info = inst.info
+        try:
+            self.on_exit(info.public_key, info.link_name,
+                         f"provider {info.name} ({info.public_key}) for {info.contract_id} "
+                         f"(link {info.link_name}) {what}")
+        except Exception:  # the host's bookkeeping must never stop the supervision
+            log.exception("failing the calls in flight to an exited provider failed",
+                          extra=self._fields(inst))
 
     @staticmethod
     def _cancel(task: asyncio.Task[Any] | None) -> None:

@@ -339,15 +339,31 @@ class WasmbusInstance:
         if rc == 1:
             return state.response or b""
         if state.error and state.error.strip():  # an empty text gets the message below
-            raise GuestCallError(state.error.decode(errors="replace"), "guest")
+            raise GuestCallError(state.error.decode(errors="replace")
+                                 + self._too_big(len(op) + len(payload)), "guest")
         raise GuestCallError(f"the actor returned {rc} from __guest_call for {operation} "
                              "without an error message", "guest")
+
+    def _too_big(self, request: int) -> str:
+        """Why a failed call could never have worked: the guest must copy the whole request
+        into its linear memory (``__guest_request``), and this one is larger than the cap."""
+        limit = self._limits.memory_limit
+        if request <= limit:
+            return ""
+        return (f" (the request, {request / 1e6:.1f} MB, is larger than the actor's "
+                f"{limit >> 20} MiB memory limit per instance: raise it with `lattice host "
+                "--memory-limit MIB`, per actor with `lattice start actor --memory-limit MIB` "
+                "or an app manifest's `memory_limit_mib`, or send it smaller payloads)")
 
     def _trap_error(self, trap: wasmtime.Trap, operation: str, timeout: float) -> GuestCallError:
         if trap.trap_code == wasmtime.TrapCode.INTERRUPT:
             return GuestCallError(f"{operation} did not finish within its "
                                   f"{seconds(timeout)} deadline; the actor instance was stopped",
                                   "timeout")
+        state = self.state
+        too_big = self._too_big(len(state.operation) + len(state.payload)) if state else ""
+        if too_big:
+            return GuestCallError(f"{operation} trapped: {first_line(trap)}{too_big}", "memory")
         used = self.memory.data_len(self.store)
         limit = self._limits.memory_limit
         # wasmtime refuses memory.grow past the limit (grow returns -1); a guest allocator then

@@ -1,0 +1,142 @@
+"""A host SIGKILLed under an app spread over two hosts: the app heals on the survivor.
+
+Host processes (as in tests/app/test_reliability.py: heartbeats and reconciler passes every
+second, the lease's default TTL of 6 s); an app whose actor runs 2 instances spread over the
+hosts. First the host that is not the reconciler's leader is killed: the leader starts the lost
+instance on itself. A third host joins; then the leader is killed: the newcomer takes the lease
+over (it sees the leader gone, it does not wait for the lease to run out) and starts both
+instances. Each time the test watches the hosts' inventories and the app's status until 2
+instances run on live hosts and the status is ``deployed`` again — and asserts it is never
+``deployed`` while fewer run. tests/app/test_reliability.py measures the same for a leader
+killed under 3 hosts with 3 instances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lattice.app.lease import lease_holder
+from lattice.app.observe import observe
+from lattice.app.store import AppStore
+from lattice.ctl import CtlClient, CtlError, CtlTimeout
+from lattice.keys import KeyPair, KeyRole
+from lattice.natsd import NatsServer
+from tests.actors import signed
+from tests.app.test_reconciler import KV, deploy, manifest
+from tests.app.test_reliability import FAST, HOST
+from tests.faults.conftest import report
+from tests.harness import Lattice, until
+
+pytestmark = pytest.mark.service
+
+
+@pytest.mark.timeout(150)
+async def test_host_sigkill_with_an_app_spread_over_two_hosts(nats_server: NatsServer,
+                                                              tmp_path: Path) -> None:
+    cluster = KeyPair.generate(KeyRole.CLUSTER)
+    procs: dict[str, subprocess.Popen[str]] = {}
+
+    def spawn(name: str) -> str:
+        proc = subprocess.Popen([sys.executable, "-c", HOST, nats_server.url, cluster.seed,
+                                 name, str(tmp_path / name), json.dumps(FAST)],
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        host_id = proc.stdout.readline().split()[1]
+        procs[host_id] = proc
+        return host_id
+
+    lattice = Lattice(nats_server, tmp_path)
+    await lattice.connect()
+    try:
+        for name in ("h0", "h1"):
+            spawn(name)
+        image = tmp_path / "fwd.wasm"
+        image.write_bytes(signed("forward", caps=[KV]))
+        await deploy(lattice, manifest("spread", "v1", str(image), replicas=2,
+                                       provider=False), tmp_path)
+        js = lattice.nc.jetstream()
+        store = await AppStore(js, "default").open()
+        ctl = CtlClient(lattice.nc, "default", timeout=2)
+
+        async def counts() -> dict[str, int] | None:
+            """Instances per live host; None when a live host was too busy to answer."""
+            out = {}
+            for host_id, proc in procs.items():
+                if proc.poll() is not None:
+                    continue
+                try:
+                    inv = await ctl.inventory(host_id)
+                except CtlTimeout:
+                    return None
+                except CtlError:
+                    continue
+                out[host_id] = sum(a.count for a in inv.actors)
+            return out
+
+        async def status() -> str:
+            return (await observe(store, lattice.nc, js, "default", "spread")).status
+
+        async def spread_over(n: int) -> bool:
+            c = await counts()
+            return bool(c and sum(c.values()) == 2 and len([v for v in c.values() if v]) == n
+                        and await status() == "deployed")
+
+        async def kill_and_heal(victim: str) -> tuple[float, float]:
+            """SIGKILL ``victim``; seconds until 2 instances run again, and until deployed."""
+            procs[victim].send_signal(signal.SIGKILL)
+            procs[victim].wait()
+            killed = time.monotonic()
+            back = None
+            while True:
+                c, seen = await counts(), await status()
+                t = time.monotonic() - killed
+                running = sum(c.values()) if c is not None else None
+                if seen == "deployed" and c is not None:
+                    assert running == 2, (t, c, seen)  # never "deployed" with fewer
+                if back is None and running == 2:
+                    back = t
+                if back is not None and seen == "deployed" and running == 2:
+                    return back, t
+                assert t < 60, (c, seen)
+                await asyncio.sleep(0.05)
+
+        await until(lambda: spread_over(2), timeout=60)
+        leader = await until(lambda: lease_holder(js, "default"), timeout=15)
+        follower = next(h for h in procs if h != leader)
+        follower_back, follower_deployed = await kill_and_heal(follower)
+        assert (await counts()) == {leader: 2}
+
+        newcomer = spawn("h2")
+        await until(lambda: _pinged(ctl, newcomer), timeout=20)
+        await asyncio.sleep(2 * FAST["heartbeat_interval"])  # the leader has heard of it
+        lost = (await counts() or {}).get(leader)  # 2 unless the newcomer already took one
+        leader_back, leader_deployed = await kill_and_heal(leader)
+        assert (await counts()) == {newcomer: 2}
+        assert await lease_holder(js, "default") == newcomer
+    finally:
+        await lattice.nc.close()
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    report("host SIGKILL, an app's 2 instances spread over 2 hosts",
+           non_leader_killed_instances_back_s=follower_back,
+           non_leader_killed_deployed_s=follower_deployed,
+           leader_killed_instances_lost=lost, leader_killed_instances_back_s=leader_back,
+           leader_killed_deployed_s=leader_deployed)
+
+
+async def _pinged(ctl: CtlClient, host_id: str) -> bool:
+    return host_id in {h.id for h in await ctl.ping_hosts(0.5)}
