@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -181,3 +182,59 @@ class Lattice:
         for host in self.hosts:
             await host.stop()
         await self.nc.close()
+
+
+_HOST_PROCESS = """
+import asyncio, json, sys
+from lattice.connect import NatsOptions
+from lattice.host import Host, HostConfig
+async def main():
+    host = Host(HostConfig(nats=NatsOptions(url=sys.argv[1]), cluster_seed=sys.argv[2],
+                           labels={"name": sys.argv[3]}, state_dir=sys.argv[4],
+                           **json.loads(sys.argv[5])))
+    await host.start()
+    print("ready", host.host_id, flush=True)
+    await host.run_until_stopped()
+asyncio.run(main())
+"""
+
+
+class HostProcesses:
+    """Hosts of one lattice as processes of their own (so a test can SIGKILL one), sharing a
+    nats-server and a cluster seed; ``close()`` stops whatever still runs."""
+
+    def __init__(self, nats_url: str, tmp: Path, cluster_seed: str) -> None:
+        self.nats_url, self.tmp, self.cluster_seed = nats_url, tmp, cluster_seed
+        self.procs: dict[str, subprocess.Popen[str]] = {}  # host id -> process
+
+    def spawn(self, name: str, **config: Any) -> str:
+        """Start host ``name`` (label name=NAME) with these HostConfig fields; its host id."""
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _HOST_PROCESS, self.nats_url, self.cluster_seed, name,
+             str(self.tmp / name), json.dumps(config)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("ready "), f"host {name} did not start: {line!r}"
+        host_id = line.split()[1]
+        self.procs[host_id] = proc
+        return host_id
+
+    def alive(self, host_id: str) -> bool:
+        return self.procs[host_id].poll() is None
+
+    def kill(self, host_id: str) -> None:
+        """SIGKILL: no goodbye, no host_stopped event."""
+        proc = self.procs[host_id]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from lattice.app.store import AppStore
 from lattice.keys import KeyPair, KeyRole
 from lattice.natsd import NatsServer
 from tests.actors import signed
-from tests.harness import Lattice, eventually, until
+from tests.harness import HostProcesses, Lattice, eventually, until
 
 KV = "wasmcloud:keyvalue"
 
@@ -141,33 +140,15 @@ async def lattice_links(lattice: Lattice):
     return await CtlClient(lattice.nc, "default").get_links()
 
 
-HOST = """
-import asyncio, sys
-from lattice.connect import NatsOptions
-from lattice.host import Host, HostConfig
-async def main():
-    host = Host(HostConfig(nats=NatsOptions(url=sys.argv[1]), cluster_seed=sys.argv[2],
-                           heartbeat_interval=1.0, reconcile_interval=1.0, lease_ttl=3.0,
-                           labels={"name": sys.argv[3]}, state_dir=sys.argv[4]))
-    await host.start()
-    print("ready", host.host_id, flush=True)
-    await host.run_until_stopped()
-asyncio.run(main())
-"""
 
 
 @pytest.mark.timeout(180)
 async def test_sigkilled_host_work_is_rescheduled(nats_server: NatsServer, tmp_path: Path):
     """Three host processes; the app's 3 instances spread over them. SIGKILL one (possibly the
     leader): its instance comes back on the survivors within the documented bound."""
-    cluster = KeyPair.generate(KeyRole.CLUSTER)
-    procs = []
-    for i in range(3):
-        proc = subprocess.Popen([sys.executable, "-c", HOST, nats_server.url, cluster.seed,
-                                 f"h{i}", str(tmp_path / f"h{i}")], stdout=subprocess.PIPE,
-                                text=True)
-        procs.append(proc)
-    ids = [p.stdout.readline().split()[1] for p in procs]
+    hosts = HostProcesses(nats_server.url, tmp_path, KeyPair.generate(KeyRole.CLUSTER).seed)
+    ids = [hosts.spawn(f"h{i}", heartbeat_interval=1.0, reconcile_interval=1.0, lease_ttl=3.0)
+           for i in range(3)]
     lattice = Lattice(nats_server, tmp_path)
     await lattice.connect()
     try:
@@ -194,9 +175,7 @@ async def test_sigkilled_host_work_is_rescheduled(nats_server: NatsServer, tmp_p
                 else None
 
         await until(spread, timeout=60)
-        victim = procs[0]
-        victim.send_signal(signal.SIGKILL)
-        victim.wait()
+        hosts.kill(ids[0])
 
         async def healed():
             c = await counts()
@@ -211,11 +190,4 @@ async def test_sigkilled_host_work_is_rescheduled(nats_server: NatsServer, tmp_p
         assert set(healed_counts) == set(ids[1:]), healed_counts
     finally:
         await lattice.nc.close()
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        hosts.close()

@@ -15,9 +15,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -34,7 +31,7 @@ from lattice.natsd import NatsServer
 from tests.actors import signed
 from tests.app.test_cli_app import app_cli
 from tests.app.test_reconciler import KV, deploy, manifest
-from tests.harness import Lattice, until
+from tests.harness import HostProcesses, Lattice, until
 
 BAD_ACTOR = "lattice://sha256:" + "0" * 64   # no such artifact in the lattice
 BAD_PROVIDER = "no-such-provider"             # no such built-in provider, file or reference
@@ -128,19 +125,6 @@ async def test_failing_starts_back_off_on_a_live_lattice(lattice: Lattice, tmp_p
         assert r["host_id"] == host.host_id
 
 
-HOST = """
-import asyncio, json, sys
-from lattice.connect import NatsOptions
-from lattice.host import Host, HostConfig
-async def main():
-    host = Host(HostConfig(nats=NatsOptions(url=sys.argv[1]), cluster_seed=sys.argv[2],
-                           labels={"name": sys.argv[3]}, state_dir=sys.argv[4],
-                           **json.loads(sys.argv[5])))
-    await host.start()
-    print("ready", host.host_id, flush=True)
-    await host.run_until_stopped()
-asyncio.run(main())
-"""
 # Heartbeats and passes every second; the lease keeps its default TTL (6 s): a killed leader is
 # replaced because the followers see it gone, not because its lease runs out.
 FAST = {"heartbeat_interval": 1.0, "reconcile_interval": 1.0}
@@ -149,11 +133,8 @@ FAST = {"heartbeat_interval": 1.0, "reconcile_interval": 1.0}
 @pytest.mark.timeout(120)
 async def test_leader_sigkill_status_never_lies_and_heals(nats_server: NatsServer,
                                                           tmp_path: Path):
-    cluster = KeyPair.generate(KeyRole.CLUSTER)
-    procs = [subprocess.Popen([sys.executable, "-c", HOST, nats_server.url, cluster.seed,
-                               f"h{i}", str(tmp_path / f"h{i}"), json.dumps(FAST)],
-                              stdout=subprocess.PIPE, text=True) for i in range(3)]
-    ids = [p.stdout.readline().split()[1] for p in procs]
+    hosts = HostProcesses(nats_server.url, tmp_path, KeyPair.generate(KeyRole.CLUSTER).seed)
+    ids = [hosts.spawn(f"h{i}", **FAST) for i in range(3)]
     lattice = Lattice(nats_server, tmp_path)
     await lattice.connect()
     try:
@@ -187,12 +168,9 @@ async def test_leader_sigkill_status_never_lies_and_heals(nats_server: NatsServe
 
         await until(spread, timeout=60)
         leader = await lease_holder(js, "default")
-        victim = procs[ids.index(leader)]
-
         samples = []  # (seconds since the kill, count before, status, count after)
         killed = time.monotonic()
-        victim.send_signal(signal.SIGKILL)
-        victim.wait()
+        hosts.kill(leader)
         while True:
             before = await counts()
             seen = await status()
@@ -225,10 +203,9 @@ async def test_leader_sigkill_status_never_lies_and_heals(nats_server: NatsServe
         assert final.current and final.state.hosts and leader not in final.state.hosts
 
         # With every host gone, nobody can recompute it: the last status is "unknown since".
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
+        for host_id in ids:
+            if hosts.alive(host_id):
+                hosts.kill(host_id)
         code, out, err = await app_cli(lattice, "status", "survivor")
         assert code == 0, err
         print(out)
@@ -242,11 +219,4 @@ async def test_leader_sigkill_status_never_lies_and_heals(nats_server: NatsServe
         assert json.loads(out)[0]["status"] == "unknown"
     finally:
         await lattice.nc.close()
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        hosts.close()

@@ -14,10 +14,6 @@ killed under 3 hosts with 3 instances.
 from __future__ import annotations
 
 import asyncio
-import json
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -31,9 +27,9 @@ from lattice.keys import KeyPair, KeyRole
 from lattice.natsd import NatsServer
 from tests.actors import signed
 from tests.app.test_reconciler import KV, deploy, manifest
-from tests.app.test_reliability import FAST, HOST
+from tests.app.test_reliability import FAST
 from tests.faults.conftest import report
-from tests.harness import Lattice, until
+from tests.harness import HostProcesses, Lattice, until
 
 pytestmark = pytest.mark.service
 
@@ -41,17 +37,10 @@ pytestmark = pytest.mark.service
 @pytest.mark.timeout(150)
 async def test_host_sigkill_with_an_app_spread_over_two_hosts(nats_server: NatsServer,
                                                               tmp_path: Path) -> None:
-    cluster = KeyPair.generate(KeyRole.CLUSTER)
-    procs: dict[str, subprocess.Popen[str]] = {}
+    hosts = HostProcesses(nats_server.url, tmp_path, KeyPair.generate(KeyRole.CLUSTER).seed)
 
     def spawn(name: str) -> str:
-        proc = subprocess.Popen([sys.executable, "-c", HOST, nats_server.url, cluster.seed,
-                                 name, str(tmp_path / name), json.dumps(FAST)],
-                                stdout=subprocess.PIPE, text=True)
-        assert proc.stdout is not None
-        host_id = proc.stdout.readline().split()[1]
-        procs[host_id] = proc
-        return host_id
+        return hosts.spawn(name, **FAST)
 
     lattice = Lattice(nats_server, tmp_path)
     await lattice.connect()
@@ -69,8 +58,8 @@ async def test_host_sigkill_with_an_app_spread_over_two_hosts(nats_server: NatsS
         async def counts() -> dict[str, int] | None:
             """Instances per live host; None when a live host was too busy to answer."""
             out = {}
-            for host_id, proc in procs.items():
-                if proc.poll() is not None:
+            for host_id in hosts.procs:
+                if not hosts.alive(host_id):
                     continue
                 try:
                     inv = await ctl.inventory(host_id)
@@ -91,8 +80,7 @@ async def test_host_sigkill_with_an_app_spread_over_two_hosts(nats_server: NatsS
 
         async def kill_and_heal(victim: str) -> tuple[float, float]:
             """SIGKILL ``victim``; seconds until 2 instances run again, and until deployed."""
-            procs[victim].send_signal(signal.SIGKILL)
-            procs[victim].wait()
+            hosts.kill(victim)
             killed = time.monotonic()
             back = None
             while True:
@@ -110,7 +98,7 @@ async def test_host_sigkill_with_an_app_spread_over_two_hosts(nats_server: NatsS
 
         await until(lambda: spread_over(2), timeout=60)
         leader = await until(lambda: lease_holder(js, "default"), timeout=15)
-        follower = next(h for h in procs if h != leader)
+        follower = next(h for h in hosts.procs if h != leader)
         follower_back, follower_deployed = await kill_and_heal(follower)
         assert (await counts()) == {leader: 2}
 
@@ -123,14 +111,7 @@ async def test_host_sigkill_with_an_app_spread_over_two_hosts(nats_server: NatsS
         assert await lease_holder(js, "default") == newcomer
     finally:
         await lattice.nc.close()
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        hosts.close()
     report("host SIGKILL, an app's 2 instances spread over 2 hosts",
            non_leader_killed_instances_back_s=follower_back,
            non_leader_killed_deployed_s=follower_deployed,
