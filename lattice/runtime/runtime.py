@@ -162,6 +162,10 @@ def _identify(wasm: bytes, allow_unsigned: bool, name: str | None) -> ActorIdent
         is_component(wasm)
     except WasmFormatError as exc:
         raise ActorLoadError(f"{label}: {exc}") from None
+    try:  # read the sections first: a broken file is broken whatever its claims say
+        module_hash = claims_mod.module_hash(wasm)
+    except WasmFormatError as exc:
+        raise ActorLoadError(f"{label}: not a valid WebAssembly file: {exc}") from None
     try:
         claims = claims_mod.verify_module(wasm)
         for warning in claims.warnings:
@@ -174,10 +178,6 @@ def _identify(wasm: bytes, allow_unsigned: bool, name: str | None) -> ActorIdent
         claims = _claims_anyway(wasm)
         log.warning("running an unverified module (development mode)",
                     extra={"actor_name": label, "reason": str(exc)})
-    try:
-        module_hash = claims_mod.module_hash(wasm)
-    except WasmFormatError as exc:
-        raise ActorLoadError(f"{label}: {exc}") from None
     if claims is None:
         # A stable pseudo-identity, so the same unsigned module keeps one key across runs.
         seed = hashlib.sha256(b"lattice-unsigned:" + module_hash.encode()).digest()

@@ -130,3 +130,13 @@ async def test_compiled_modules_are_cached_on_disk(make_runtime, vectors):
         actor = await runtime.load(module)
         out = await actor.call(case["operation"], bytes.fromhex(case["request_hex"]))
         assert out.hex() == case["response_hex"]
+
+
+async def test_a_broken_file_is_called_broken_not_unsigned(runtime):
+    # A truncated signed module used to be refused with "Sign it with `lattice claims sign`".
+    good = signed("echo")
+    with pytest.raises(ActorLoadError) as err:
+        await runtime.load(good[: len(good) // 2])
+    message = str(err.value)
+    assert "not a valid WebAssembly file: section at offset" in message
+    assert "claims sign" not in message
