@@ -260,6 +260,16 @@ async def connect(opts: NatsOptions, *, name: str, connect_timeout: float = 2.0,
     except NatsConnectError:
         raise
     except Exception as exc:  # nats-py raises several types for "could not connect"
+        if opts.tls_ca and not opts.tls_cert and errors and all(
+                isinstance(e, BrokenPipeError | ConnectionResetError) for e in errors):
+            # TLS 1.3 finishes the handshake before the server checks for a client
+            # certificate; without one it drops the connection, and whether we read its alert
+            # (an SSLError above) or only find the socket closed is a race.
+            advice = f": {tls_hint}" if tls_hint else ""
+            raise NatsConnectError(
+                f"the TLS handshake with NATS at {opts.url} failed (the server closed the "
+                f"connection as soon as it was set up: the server wants a client certificate, "
+                f"most likely; {type(errors[-1]).__name__}){advice}") from None
         # The server says "Authorization Violation" and then drops the connection, so the last
         # error is often just a reset: look at all of them.
         cause = next((e for e in errors if "authorization" in str(e).lower()), None)
