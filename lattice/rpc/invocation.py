@@ -160,18 +160,30 @@ def _unpack(data: bytes, what: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise EnvelopeError(f"cannot decode {what}: expected a map, got {type(doc).__name__}")
     try:
-        return _deep(doc)  # keys become str; values stay raw until a field decoder reads them
-    except RecursionError:  # msgpack nests up to 1024 maps; _deep recurses per level
-        raise EnvelopeError(f"cannot decode {what}: maps nested too deeply") from None
+        return _deep(doc, 0)  # keys become str; values stay raw until a field decoder reads them
+    except _TooDeep:
+        raise EnvelopeError(f"cannot decode {what}: maps nested more than {_MAX_DEPTH} "
+                            "deep") from None
+
+
+# An envelope nests three maps at most (the invocation, an entity, traceContext); stop well
+# before Python's recursion limit, which msgpack's 1024 levels would otherwise reach.
+_MAX_DEPTH = 32
+
+
+class _TooDeep(Exception):
+    pass
 
 
 def _key(value: Any) -> Any:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
-def _deep(value: Any) -> Any:
+def _deep(value: Any, depth: int = 0) -> Any:
     if isinstance(value, dict):
-        return {_key(k): _deep(v) for k, v in value.items()}
+        if depth >= _MAX_DEPTH:
+            raise _TooDeep
+        return {_key(k): _deep(v, depth + 1) for k, v in value.items()}
     return value
 
 
