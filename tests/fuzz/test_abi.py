@@ -21,7 +21,6 @@ replaced, never reused: trap.wat's Ping would say "poisoned"); and the host logs
 from __future__ import annotations
 
 import random
-import struct
 
 import msgpack
 
@@ -39,14 +38,12 @@ from tests.fuzz.garbage import (
     unhandled_errors,
 )
 from tests.runtime.conftest import config
+from tests.runtime.test_properties import MEMORY, NARGS, PROGRAM_AT, assemble
 
 KV = "wasmcloud:keyvalue"
 LOGGING = "wasmcloud:builtin:logging"
 NUMBERGEN = "wasmcloud:builtin:numbergen"
 
-NARGS = (2, 2, 2, 8, 0, 1, 0, 1, 2, 1)  # i32 arguments of each fuzz.wat instruction
-PROGRAM_AT = 65536                       # where fuzz.wat reads its payload
-MEMORY = 2 * 65536                       # fuzz.wat's memory size
 EDGES = [0, 1, 2, 16, 1024, PROGRAM_AT, MEMORY - 8, MEMORY - 1, MEMORY, MEMORY + 1,
          0x7FFFFFFF, 0x80000000, 0xFFFFFFF0, 0xFFFFFFFF]
 
@@ -79,20 +76,7 @@ def program(r: random.Random, table: list[bytes]) -> bytes:
             args = [r.choice(EDGES) if r.random() < 0.4 else r.randrange(MEMORY + 2)
                     if r.random() < 0.7 else r.getrandbits(32) for _ in range(NARGS[ins])]
         instructions.append((ins + 10 * r.randrange(25), args))  # opcodes are taken mod 10
-    ret = r.choice([0, 1, 1, 1, 2, 0xFFFFFFFF])
-    code_len = sum(1 + 4 * NARGS[op % 10] for op, _ in instructions) + 5
-    data, where = b"", []
-    for s in table:
-        where.append((PROGRAM_AT + code_len + len(data), len(s)))
-        data += s
-    code = b""
-    for op, args in instructions:
-        code += bytes([op])
-        for arg in args:
-            code += struct.pack("<II", *where[arg[1]]) if isinstance(arg, tuple) \
-                else struct.pack("<I", arg)
-    code += bytes([9]) + struct.pack("<I", ret)
-    out = code + data
+    out = assemble(instructions, table, ret=r.choice([0, 1, 1, 1, 2, 0xFFFFFFFF]))
     if r.random() < 0.05:  # a truncated last instruction
         out = out[:r.randrange(len(out) + 1)]
     return out
