@@ -228,6 +228,24 @@ class HostProcesses:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
 
+    async def instance_counts(self, ctl: Any) -> dict[str, int] | None:
+        """Actor instances per live host, from their inventories (a ``CtlClient``); None when
+        a live host was too busy to answer, so a caller polls again instead of misreading."""
+        from lattice.ctl import CtlError, CtlTimeout
+
+        out = {}
+        for host_id in self.procs:
+            if not self.alive(host_id):
+                continue
+            try:
+                inv = await ctl.inventory(host_id)
+            except CtlTimeout:
+                return None
+            except CtlError:  # no responders: it is on its way out
+                continue
+            out[host_id] = sum(a.count for a in inv.actors)
+        return out
+
     def close(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:

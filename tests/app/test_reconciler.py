@@ -159,27 +159,17 @@ async def test_sigkilled_host_work_is_rescheduled(nats_server: NatsServer, tmp_p
         from lattice.ctl import CtlClient
         ctl = CtlClient(lattice.nc, "default", timeout=2)
 
-        async def counts() -> dict[str, int]:
-            out = {}
-            for host_id in ids:
-                try:
-                    inv = await ctl.inventory(host_id)
-                except Exception:
-                    continue
-                out[host_id] = sum(a.count for a in inv.actors)
-            return out
-
         async def spread():
-            c = await counts()
-            return c if sum(c.values()) == 3 and len([n for n in c.values() if n]) == 3 \
-                else None
+            c = await hosts.instance_counts(ctl)
+            return c if c is not None and sum(c.values()) == 3 \
+                and len([n for n in c.values() if n]) == 3 else None
 
         await until(spread, timeout=60)
         hosts.kill(ids[0])
 
         async def healed():
-            c = await counts()
-            return c if ids[0] not in c and sum(c.values()) == 3 else None
+            c = await hosts.instance_counts(ctl)
+            return c if c is not None and ids[0] not in c and sum(c.values()) == 3 else None
 
         # host_expiry here is 3 s (3 x 1 s heartbeat) and a killed process is usually noticed at
         # once (no responders); the bound is generous for a loaded machine, and the time it

@@ -25,7 +25,7 @@ from lattice.app.lease import lease_holder
 from lattice.app.manifest import Manifest
 from lattice.app.observe import observe
 from lattice.app.store import AppStore
-from lattice.ctl import CtlClient, CtlError, CtlTimeout
+from lattice.ctl import CtlClient
 from lattice.keys import KeyPair, KeyRole
 from lattice.natsd import NatsServer
 from tests.actors import signed
@@ -146,24 +146,11 @@ async def test_leader_sigkill_status_never_lies_and_heals(nats_server: NatsServe
         store = await AppStore(js, "default").open()
         ctl = CtlClient(lattice.nc, "default", timeout=2)
 
-        async def counts() -> dict[str, int] | None:
-            """Instances per answering host; None when a live host was too busy to answer."""
-            out = {}
-            for host_id in ids:
-                try:
-                    inv = await ctl.inventory(host_id)
-                except CtlTimeout:
-                    return None
-                except CtlError:  # no responders: the host is gone
-                    continue
-                out[host_id] = sum(a.count for a in inv.actors)
-            return out
-
         async def status():
             return await observe(store, lattice.nc, js, "default", "survivor")
 
         async def spread():
-            c, seen = await counts(), await status()
+            c, seen = await hosts.instance_counts(ctl), await status()
             return (c and sorted(c.values()) == [1, 1, 1] and seen.status == "deployed")
 
         await until(spread, timeout=60)
@@ -172,9 +159,9 @@ async def test_leader_sigkill_status_never_lies_and_heals(nats_server: NatsServe
         killed = time.monotonic()
         hosts.kill(leader)
         while True:
-            before = await counts()
+            before = await hosts.instance_counts(ctl)
             seen = await status()
-            after = await counts()
+            after = await hosts.instance_counts(ctl)
             t = time.monotonic() - killed
             samples.append((t, before, seen.status, after, seen.stale))
             if (seen.status == "deployed" and seen.state.leader != leader and after
@@ -198,7 +185,7 @@ async def test_leader_sigkill_status_never_lies_and_heals(nats_server: NatsServe
         outage = [s for s in samples if s[3] is not None and sum(s[3].values()) < 3]
         assert outage, samples  # the lost instance was observed missing...
         assert all(s[2] != "deployed" for s in outage), outage  # ...and never called deployed
-        assert leader not in (await counts() or {})
+        assert leader not in (await hosts.instance_counts(ctl) or {})
         final = await status()
         assert final.current and final.state.hosts and leader not in final.state.hosts
 

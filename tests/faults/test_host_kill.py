@@ -22,7 +22,7 @@ import pytest
 from lattice.app.lease import lease_holder
 from lattice.app.observe import observe
 from lattice.app.store import AppStore
-from lattice.ctl import CtlClient, CtlError, CtlTimeout
+from lattice.ctl import CtlClient
 from lattice.keys import KeyPair, KeyRole
 from lattice.natsd import NatsServer
 from tests.actors import signed
@@ -55,26 +55,11 @@ async def test_host_sigkill_with_an_app_spread_over_two_hosts(nats_server: NatsS
         store = await AppStore(js, "default").open()
         ctl = CtlClient(lattice.nc, "default", timeout=2)
 
-        async def counts() -> dict[str, int] | None:
-            """Instances per live host; None when a live host was too busy to answer."""
-            out = {}
-            for host_id in hosts.procs:
-                if not hosts.alive(host_id):
-                    continue
-                try:
-                    inv = await ctl.inventory(host_id)
-                except CtlTimeout:
-                    return None
-                except CtlError:
-                    continue
-                out[host_id] = sum(a.count for a in inv.actors)
-            return out
-
         async def status() -> str:
             return (await observe(store, lattice.nc, js, "default", "spread")).status
 
         async def spread_over(n: int) -> bool:
-            c = await counts()
+            c = await hosts.instance_counts(ctl)
             return bool(c and sum(c.values()) == 2 and len([v for v in c.values() if v]) == n
                         and await status() == "deployed")
 
@@ -84,7 +69,7 @@ async def test_host_sigkill_with_an_app_spread_over_two_hosts(nats_server: NatsS
             killed = time.monotonic()
             back = None
             while True:
-                c, seen = await counts(), await status()
+                c, seen = await hosts.instance_counts(ctl), await status()
                 t = time.monotonic() - killed
                 running = sum(c.values()) if c is not None else None
                 if seen == "deployed" and c is not None:
@@ -100,14 +85,15 @@ async def test_host_sigkill_with_an_app_spread_over_two_hosts(nats_server: NatsS
         leader = await until(lambda: lease_holder(js, "default"), timeout=15)
         follower = next(h for h in hosts.procs if h != leader)
         follower_back, follower_deployed = await kill_and_heal(follower)
-        assert (await counts()) == {leader: 2}
+        assert (await hosts.instance_counts(ctl)) == {leader: 2}
 
         newcomer = spawn("h2")
         await until(lambda: _pinged(ctl, newcomer), timeout=20)
         await asyncio.sleep(2 * FAST["heartbeat_interval"])  # the leader has heard of it
-        lost = (await counts() or {}).get(leader)  # 2 unless the newcomer already took one
+        # 2 unless the newcomer already took one
+        lost = (await hosts.instance_counts(ctl) or {}).get(leader)
         leader_back, leader_deployed = await kill_and_heal(leader)
-        assert (await counts()) == {newcomer: 2}
+        assert (await hosts.instance_counts(ctl)) == {newcomer: 2}
         assert await lease_holder(js, "default") == newcomer
     finally:
         await lattice.nc.close()
