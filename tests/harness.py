@@ -122,6 +122,17 @@ class Lattice:
                                       json.dumps(body or {}).encode(), timeout=10)
         return json.loads(reply.data)
 
+    async def chunk_leftovers(self) -> list[Any]:
+        """What is left in the object store that carries chunked payloads (named after the
+        lattice): nothing, once every large invocation has been answered."""
+        from nats.js.errors import NotFoundError
+
+        store = await self.nc.jetstream().object_store("default")
+        try:
+            return await store.list(ignore_deletes=True)
+        except NotFoundError:  # nats-py's way of saying "the store is empty"
+            return []
+
     async def call(self, actor_key: str, operation: str, payload: bytes, **kw: Any) -> bytes:
         return await self.rpc.invoke(self.me, Entity.actor(actor_key), operation, payload, **kw)
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import msgpack
 import pytest
 from nats.errors import NoRespondersError
-from nats.js.errors import NotFoundError
 
 from contracts import keyvalue, messaging
 from lattice.ctl import EventStream
@@ -119,12 +118,7 @@ async def test_two_megabytes_travel_through_chunking_both_ways(lattice):
         "default", "wasmcloud:keyvalue", get_op.encode_input("big")))
     assert get_op.decode_output(got).value == big
     # nothing is left behind in the object store named after the lattice
-    store = await lattice.nc.jetstream().object_store("default")
-    try:
-        leftovers = await store.list(ignore_deletes=True)
-    except NotFoundError:  # nats-py's way of saying "the store is empty"
-        leftovers = []
-    assert leftovers == []
+    assert await lattice.chunk_leftovers() == []
 
 
 async def test_forged_invocations_are_rejected_by_the_host(lattice):
