@@ -21,7 +21,13 @@ from dataclasses import dataclass
 import wasmtime
 from wasmtime import component as wc
 
-from lattice.runtime.errors import ActorLoadError, GuestCallError, HostCallError, seconds
+from lattice.runtime.errors import (
+    ActorLoadError,
+    GuestCallError,
+    HostCallError,
+    memory_hint,
+    seconds,
+)
 from lattice.runtime.wasmbus import (
     HostCallFn,
     InstanceLimits,
@@ -198,10 +204,8 @@ class ComponentInstance:
         if "MemoryError" in stderr or "memory allocation of" in stderr:
             return GuestCallError(
                 f"{operation}: the actor ran out of memory (the limit is "
-                f"{self._limits.memory_limit >> 20} MiB per instance). Raise it with `lattice "
-                "host --component-memory-limit MIB`, per actor with `lattice start actor "
-                "--memory-limit MIB` or an app manifest's `memory_limit_mib`, or send it "
-                "smaller payloads", "memory")
+                f"{self._limits.memory_limit >> 20} MiB per instance). Raise it "
+                f"{memory_hint('--component-memory-limit')}", "memory")
         if "unexpected exception" in stderr:
             raised = _raised(stderr)
             return GuestCallError(

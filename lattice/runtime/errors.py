@@ -11,6 +11,13 @@ def seconds(value: float) -> str:
     return f"{value:.1f}".removesuffix(".0") + " s"
 
 
+def memory_hint(host_flag: str = "--memory-limit") -> str:
+    """How to give an actor more memory, for the errors that say it ran out."""
+    return (f"with `lattice host {host_flag} MIB`, per actor with `lattice start actor "
+            "--memory-limit MIB` or an app manifest's `memory_limit_mib`, or send it smaller "
+            "payloads")
+
+
 class ActorLoadError(Exception):
     """The module cannot become a running actor (not wasm, bad claims, missing exports…).
 

@@ -24,7 +24,7 @@ from typing import Any
 import wasmtime
 from wasmtime import FuncType, ValType
 
-from lattice.runtime.errors import GuestCallError, HostCallError, seconds
+from lattice.runtime.errors import GuestCallError, HostCallError, memory_hint, seconds
 
 log = logging.getLogger("lattice.runtime.wasmbus")
 guest_log = logging.getLogger("lattice.actor")
@@ -351,9 +351,7 @@ class WasmbusInstance:
         if request <= limit:
             return ""
         return (f" (the request, {request / 1e6:.1f} MB, is larger than the actor's "
-                f"{limit >> 20} MiB memory limit per instance: raise it with `lattice host "
-                "--memory-limit MIB`, per actor with `lattice start actor --memory-limit MIB` "
-                "or an app manifest's `memory_limit_mib`, or send it smaller payloads)")
+                f"{limit >> 20} MiB memory limit per instance: raise it {memory_hint()})")
 
     def _trap_error(self, trap: wasmtime.Trap, operation: str, timeout: float) -> GuestCallError:
         if trap.trap_code == wasmtime.TrapCode.INTERRUPT:
@@ -377,9 +375,7 @@ class WasmbusInstance:
             return GuestCallError(
                 f"{operation}: the actor ran out of memory ({used >> 20} MiB in use of its "
                 f"{limit >> 20} MiB limit per instance; trap: {first_line(trap)}). Raise the "
-                f"limit with `lattice host --memory-limit MIB`, per actor with `lattice start "
-                f"actor --memory-limit MIB` or an app manifest's `memory_limit_mib`, or send it "
-                f"smaller payloads", "memory")
+                f"limit {memory_hint()}", "memory")
         return GuestCallError(f"{operation} trapped: {first_line(trap)}", "trap")
 
     def _run_start_functions(self, exports: Any,
